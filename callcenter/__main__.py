@@ -1,0 +1,3 @@
+from callcenter.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,346 @@
+"""``callcenter crm import FILE.csv``: customers from a CSV file, validated row by row, written
+with COPY in one transaction.
+
+Columns (header row required, any order, names case-insensitive; only ``name`` and ``phone``
+are required):
+
+==============  ========================================================================
+name            customer name (required)
+phone           one or more numbers separated by ``;``; each may carry a label as
+                ``label=number`` (``mobile=+1 202 555 0143; work=2025550100``). Any common
+                form is accepted and stored as E.164 (default region from the settings
+                or ``--region``).
+tier            ``standard`` (default), ``vip``, or any tier name the routing rules use
+segment         free text (e.g. ``smb``, ``enterprise``)
+language        e.g. ``en``, ``ru``
+tags            separated by ``;``
+assigned_agent  name or extension of an existing agent
+stage           pipeline stage (e.g. ``lead``, ``customer``, ``churned``)
+notes           free text
+do_not_call     ``true/false``, ``yes/no``, ``1/0`` (default false)
+==============  ========================================================================
+
+Validation happens before anything is written: each rejected row is reported with its line
+number, column and reason. By default a file with any rejected row writes nothing (exit 1);
+``--skip-invalid`` writes the valid rows and reports the others; ``--dry-run`` only reports.
+A phone number may belong to one customer only: a number already in the CRM, or repeated in
+the file, rejects the row (the report names the first owner).
+
+Speed: the validated rows are written with COPY (asyncpg's binary copy) after reserving a block
+of customer ids, so one million rows import in well under two minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import asyncpg
+
+from callcenter.crm.phones import PhoneError, to_e164
+
+KNOWN_COLUMNS = (
+    "name", "phone", "tier", "segment", "language", "tags", "assigned_agent", "stage", "notes", "do_not_call",
+)
+_TRUE = {"true", "yes", "y", "1"}
+_FALSE = {"false", "no", "n", "0", ""}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    line: int
+    column: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.column}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    imported: int = 0
+    phones: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    written: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        state = "written" if self.written else "NOT written"
+        rate = f", {self.rows / self.seconds:,.0f} rows/s" if self.seconds > 0 else ""
+        return (
+            f"{self.rows} rows read, {self.rows - len(self.rejected)} valid, {len(self.rejected)} rejected; "
+            f"{self.imported} customers / {self.phones} phones {state} ({self.seconds:.1f} s{rate})"
+        )
+
+
+@dataclass(slots=True)
+class _Row:
+    line: int
+    name: str
+    tier: str
+    segment: str | None
+    language: str | None
+    tags: list[str]
+    agent_id: int | None
+    stage: str | None
+    notes: str | None
+    do_not_call: bool
+    phones: list[tuple[str, str | None]]
+
+
+class ImportError_(Exception):
+    """The file cannot be imported at all (missing column, not CSV)."""
+
+
+def _opt(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _split(value: str | None) -> list[str]:
+    return [p.strip() for p in (value or "").split(";") if p.strip()]
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total_bytes: int, enabled: bool) -> None:
+        self.total = max(total_bytes, 1)
+        self.enabled = enabled
+        self._last = 0.0
+
+    def update(self, done_bytes: int, rows: int, *, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not final and now - self._last < 0.2:
+            return
+        self._last = now
+        frac = min(done_bytes / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        sys.stderr.write(f"\r  [{bar:<30}] {frac * 100:5.1f}%  {rows:,} rows")
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def parse_rows(
+    stream: TextIO,
+    *,
+    region: str,
+    agents: dict[str, int],
+    existing_phones: dict[str, int],
+    report: ImportReport,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[_Row]:
+    """Validate rows one by one; yield the valid ones, record the rejected ones in ``report``."""
+    reader = csv.reader(stream)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportError_("the file is empty (a header row is required)") from None
+    except csv.Error as exc:
+        raise ImportError_(f"line 1: not CSV: {exc}") from None
+    cols = [h.strip().lower().lstrip("\ufeff") for h in header]
+    unknown = [c for c in cols if c not in KNOWN_COLUMNS]
+    if unknown:
+        raise ImportError_(f"line 1: unknown column(s) {', '.join(unknown)}; known: {', '.join(KNOWN_COLUMNS)}")
+    for required in ("name", "phone"):
+        if required not in cols:
+            raise ImportError_(f"line 1: missing required column {required!r}")
+    idx = {c: i for i, c in enumerate(cols)}
+    seen_in_file: dict[str, int] = {}
+    ncols = len(cols)
+    get_name, get_phone = idx["name"], idx["phone"]
+
+    def cell(values: list[str], col: str) -> str | None:
+        i = idx.get(col)
+        return values[i] if i is not None else None
+
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            report.rows += 1
+            report.rejected.append(Rejection(reader.line_num, "-", f"malformed CSV: {exc}"))
+            continue
+        line = reader.line_num
+        if not values or (len(values) == 1 and not values[0].strip()):
+            continue  # blank line
+        report.rows += 1
+        if progress is not None and report.rows % 2000 == 0:
+            progress(report.rows)
+        if len(values) != ncols:
+            report.rejected.append(Rejection(line, "-", f"expected {ncols} fields, found {len(values)}"))
+            continue
+        name = values[get_name].strip()
+        if not name:
+            report.rejected.append(Rejection(line, "name", "empty"))
+            continue
+        phones: list[tuple[str, str | None]] = []
+        bad = False
+        raw_phones = _split(values[get_phone])
+        if not raw_phones:
+            report.rejected.append(Rejection(line, "phone", "empty"))
+            continue
+        for raw in raw_phones:
+            label: str | None = None
+            if "=" in raw:
+                label, raw = (p.strip() for p in raw.split("=", 1))
+                label = label or None
+            try:
+                e164 = to_e164(raw, region, strict=True)
+            except PhoneError as exc:
+                report.rejected.append(Rejection(line, "phone", str(exc)))
+                bad = True
+                break
+            if e164 is None:
+                report.rejected.append(Rejection(line, "phone", f"{raw!r} is not a number (withheld/anonymous)"))
+                bad = True
+                break
+            if e164 in existing_phones:
+                report.rejected.append(
+                    Rejection(line, "phone", f"{e164} already belongs to customer #{existing_phones[e164]}")
+                )
+                bad = True
+                break
+            if e164 in seen_in_file:
+                report.rejected.append(Rejection(line, "phone", f"{e164} already used on line {seen_in_file[e164]}"))
+                bad = True
+                break
+            if any(e164 == p for p, _ in phones):
+                continue  # the same number twice in one row: keep one
+            phones.append((e164, label))
+        if bad:
+            continue
+        dnc_raw = (cell(values, "do_not_call") or "").strip().lower()
+        if dnc_raw in _TRUE:
+            dnc = True
+        elif dnc_raw in _FALSE:
+            dnc = False
+        else:
+            report.rejected.append(Rejection(line, "do_not_call", f"expected true/false, got {dnc_raw!r}"))
+            continue
+        agent_id: int | None = None
+        agent_ref = _opt(cell(values, "assigned_agent"))
+        if agent_ref is not None:
+            agent_id = agents.get(agent_ref.lower())
+            if agent_id is None:
+                report.rejected.append(Rejection(line, "assigned_agent", f"no agent named {agent_ref!r}"))
+                continue
+        tier = (_opt(cell(values, "tier")) or "standard").lower()
+        for e164, _ in phones:
+            seen_in_file[e164] = line
+        yield _Row(
+            line=line,
+            name=name,
+            tier=tier,
+            segment=_opt(cell(values, "segment")),
+            language=_opt(cell(values, "language")),
+            tags=_split(cell(values, "tags")),
+            agent_id=agent_id,
+            stage=_opt(cell(values, "stage")),
+            notes=_opt(cell(values, "notes")),
+            do_not_call=dnc,
+            phones=phones,
+        )
+
+
+def validate_file(
+    path: str | os.PathLike[str],
+    *,
+    region: str,
+    agents: dict[str, int],
+    existing_phones: dict[str, int],
+    show_progress: bool | None = None,
+) -> tuple[list[_Row], ImportReport]:
+    report = ImportReport()
+    p = Path(path)
+    size = p.stat().st_size
+    bar = _Progress(size, sys.stderr.isatty() if show_progress is None else show_progress)
+    with p.open("r", encoding="utf-8-sig", newline="") as fh:
+
+        def progress(rows: int) -> None:
+            bar.update(fh.buffer.tell(), rows)
+
+        try:
+            rows = list(
+                parse_rows(
+                    fh, region=region, agents=agents, existing_phones=existing_phones, report=report, progress=progress
+                )
+            )
+        except UnicodeDecodeError as exc:
+            raise ImportError_(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    bar.update(size, report.rows, final=True)
+    return rows, report
+
+
+async def import_csv(
+    conn: asyncpg.Connection,
+    path: str | os.PathLike[str],
+    *,
+    region: str = "US",
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    show_progress: bool | None = None,
+) -> ImportReport:
+    """Validate ``path`` and (unless dry-run, or rejections without skip_invalid) write it."""
+    started = time.monotonic()
+    agent_rows = await conn.fetch("SELECT id, name, extension FROM agents")
+    agents: dict[str, int] = {}
+    for r in agent_rows:
+        agents[r["name"].lower()] = r["id"]
+        if r["extension"]:
+            agents[r["extension"].lower()] = r["id"]
+    existing = {r["e164"]: r["customer_id"] for r in await conn.fetch("SELECT e164, customer_id FROM customer_phones")}
+    # CSV parsing and phone validation are CPU work: keep them off the event loop.
+    rows, report = await asyncio.to_thread(
+        validate_file, path, region=region, agents=agents, existing_phones=existing, show_progress=show_progress
+    )
+
+    if dry_run or (report.rejected and not skip_invalid) or not rows:
+        report.seconds = time.monotonic() - started
+        return report
+
+    async with conn.transaction():
+        # Reserve a block of ids under a lock so phones can reference customers in the same COPY
+        # pass; concurrent writers to customers wait for the import's transaction.
+        await conn.execute("LOCK TABLE customers IN SHARE ROW EXCLUSIVE MODE")
+        seq = await conn.fetchval("SELECT pg_get_serial_sequence('customers', 'id')")
+        first = await conn.fetchval("SELECT nextval($1::regclass)", seq)
+        await conn.execute("SELECT setval($1::regclass, $2)", seq, first + len(rows) - 1)
+        customers: list[tuple[Any, ...]] = []
+        phones: list[tuple[Any, ...]] = []
+        for offset, r in enumerate(rows):
+            cid = first + offset
+            customers.append(
+                (cid, r.name, r.tier, r.segment, r.language, r.tags, r.agent_id, r.stage, r.notes, r.do_not_call)
+            )
+            for e164, label in r.phones:
+                phones.append((cid, e164, label))
+        await conn.copy_records_to_table(
+            "customers",
+            records=customers,
+            columns=[
+                "id", "name", "tier", "segment", "language", "tags", "assigned_agent_id", "stage", "notes",
+                "do_not_call",
+            ],
+        )
+        await conn.copy_records_to_table("customer_phones", records=phones, columns=["customer_id", "e164", "label"])
+    report.imported = len(customers)
+    report.phones = len(phones)
+    report.written = True
+    report.seconds = time.monotonic() - started
+    return report
