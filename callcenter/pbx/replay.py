@@ -1,0 +1,133 @@
+"""``callcenter replay --pbx asterisk FILE``: a recorded AMI trace -> normalized events.
+
+Reads a trace in the shared capture format (``callcenter.pbx.asterisk.trace``), feeds every
+received AMI message through the same ``AsteriskTranslator`` the live adapter uses, with the
+frame's capture time as event time, and prints one JSON object per domain event
+(``Event.to_dict()``: ``type``, ``pbx``, ``call_id`` -- null for events of no call --, ``at`` in
+ISO 8601, ``channel`` and the event's own fields). AMI events the translator has no rule for
+are counted and reported on stderr at the end; they never fail the replay. A file that is not
+a trace exits with status 2 and says why.
+
+``--summary`` prints the per-call journey summaries instead, if the analytics package offers
+``callcenter.analytics.attribution.summarize_events(events) -> list[dict]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from callcenter.domain.events import Event
+from callcenter.pbx.asterisk.message import AmiMessage
+from callcenter.pbx.asterisk.trace import TraceFormatError, read_trace
+from callcenter.pbx.asterisk.translate import AsteriskTranslator
+
+__all__ = ["add_arguments", "decode_frame", "main", "replay_events", "run", "translate_trace"]
+
+
+def decode_frame(data: bytes) -> AmiMessage | None:
+    """One captured AMI message (``Key: Value`` CRLF lines) -> ``AmiMessage``.
+
+    Frames are whole messages in the capture format, so no stream reassembly is needed here.
+    Returns None for frames without a single header (the ``Asterisk Call Manager/x.y.z``
+    banner). Repeated keys keep every value (``Variable:``, ``Output:``)."""
+    headers: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}
+    for raw in data.decode("utf-8", "replace").split("\n"):
+        line = raw.rstrip("\r")
+        if not line:
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        value = value[1:] if value.startswith(" ") else value
+        if key in headers:
+            repeated.setdefault(key, [headers[key]]).append(value)
+        else:
+            headers[key] = value
+    if not headers:
+        return None
+    return AmiMessage(headers, {k: tuple(v) for k, v in repeated.items()})
+
+
+def translate_trace(path: str | Path, translator: AsteriskTranslator) -> Iterator[Event]:
+    """Every domain event of a trace, in order. Raises ``TraceFormatError`` on a bad file."""
+    for frame in read_trace(path):
+        if frame.direction != "recv":
+            continue
+        msg = decode_frame(frame.data)
+        if msg is None:
+            continue
+        yield from translator.feed(msg, frame.at)
+
+
+def replay_events(path: str | Path, pbx_name: str = "asterisk") -> tuple[list[Event], AsteriskTranslator]:
+    translator = AsteriskTranslator(pbx_name)
+    return list(translate_trace(path, translator)), translator
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pbx", choices=["asterisk"], default="asterisk", help="PBX the trace was captured from")
+    parser.add_argument("--name", default="asterisk", help="PBX node name to put in the events' pbx field")
+    parser.add_argument("--summary", action="store_true", help="print per-call journey summaries instead of events")
+    parser.add_argument("file", metavar="FILE", help="AMI trace in the capture format (see --record)")
+
+
+def _summarizer() -> Any:
+    try:
+        module = importlib.import_module("callcenter.analytics.attribution")
+    except ImportError:
+        return None
+    return getattr(module, "summarize_events", None)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    summarize = None
+    if args.summary:
+        summarize = _summarizer()
+        if summarize is None:
+            print("replay: summary not available (callcenter.analytics.attribution.summarize_events)", file=err)
+            return 2
+    translator = AsteriskTranslator(args.name)
+    try:
+        events = list(translate_trace(args.file, translator))
+    except FileNotFoundError:
+        print(f"replay: {args.file}: no such file", file=err)
+        return 2
+    except IsADirectoryError:
+        print(f"replay: {args.file}: is a directory", file=err)
+        return 2
+    except TraceFormatError as exc:
+        print(f"replay: not an AMI trace: {exc}", file=err)
+        return 2
+    rows: list[dict[str, Any]] = summarize(events) if summarize else [e.to_dict() for e in events]
+    for row in rows:
+        out.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+    if translator.unknown:
+        listing = ", ".join(f"{name} x{n}" for name, n in sorted(translator.unknown.items()))
+        print(f"replay: {sum(translator.unknown.values())} AMI event(s) without a rule: {listing}", file=err)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callcenter replay", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
