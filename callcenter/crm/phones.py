@@ -15,6 +15,9 @@ import phonenumbers
 
 _WITHHELD = {"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable", "withheld"}
 _STRIP = re.compile(r"^(?:tel:|sip:)", re.I)
+# Formatting characters people and PBXs put in numbers. Dropping them before libphonenumber
+# parses halves its per-character work (it normalises every character through unicodedata).
+_FORMATTING = str.maketrans("", "", " -().\t/\u00a0")
 
 
 class PhoneError(ValueError):
@@ -31,6 +34,7 @@ def to_e164(raw: str | None, default_region: str = "US", *, strict: bool = False
     text = text.split("@", 1)[0]  # sip:+1202...@host
     if text.lower() in _WITHHELD:
         return None
+    text = text.translate(_FORMATTING)
     if text.startswith("00"):
         text = "+" + text[2:]
     try:

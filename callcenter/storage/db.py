@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from callcenter.storage.embedded import EmbeddedPostgres
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# The repository's migrations/ (a source checkout or an editable install); an installed wheel
+# has no repository around it, so CALLCENTER_MIGRATIONS_DIR names the folder (the image sets it).
+MIGRATIONS_DIR = Path(os.environ.get("CALLCENTER_MIGRATIONS_DIR") or Path(__file__).resolve().parents[2] / "migrations")
 
 
 def redacted_dsn(dsn: str) -> str:
