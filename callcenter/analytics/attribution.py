@@ -40,8 +40,12 @@ abandon_node: the IVR node (stage ivr; None if no node was ever named) or the qu
     (stages queue / ringing); None for pre_answer and non-abandoned calls.
 short_abandon: outcome abandoned and ``ended_at - entered_at <= short_abandon_s`` (default 5 s,
     measured from the call's entry, i.e. misdials and instant regrets).
-answered_via_ivr: answered, and an IVR node was entered or the controller collected digits
-    before the agent answered. False otherwise (also for unanswered calls).
+answered_via_ivr: answered, and before the agent answered the caller was in an IVR *menu*: an IVR
+    node that is not a hold node, or a controller digit collection. ``hold_nodes`` (config) names
+    the nodes where callers only wait (e.g. music on hold while the controller decides, the lab's
+    ``park-like,s``): they are IVR-stage places for abandon attribution but not menus, so a direct
+    line that parks callers on hold still counts as "served directly". False otherwise (also for
+    unanswered calls).
 vip / customer_id: from the CRM at call time (``JourneyBook.note_customer``); None if unknown.
 entered_at: CallArrived (or the first event seen); answered_at: first agent answer;
 ended_at: CallEnded. All PBX times.
@@ -234,13 +238,19 @@ def agents(d: CallSummary, j: JourneyState) -> CallSummary:
     )
 
 
-def ivr(d: CallSummary, j: JourneyState) -> CallSummary:
-    return replace(
-        d,
-        ivr_s=_r(j.ivr_total_s),
-        ivr_path=tuple(node for node, _ in j.ivr_path),
-        answered_via_ivr=j.answered and j.menu_before_answer,
-    )
+def ivr_step(hold_nodes: Iterable[str] = ()) -> Step:
+    holds = frozenset(hold_nodes)
+
+    def ivr(d: CallSummary, j: JourneyState) -> CallSummary:
+        menu = j.digits_before_answer or any(before and node not in holds for node, _, before in j.ivr_path)
+        return replace(
+            d,
+            ivr_s=_r(j.ivr_total_s),
+            ivr_path=tuple(node for node, _, _ in j.ivr_path),
+            answered_via_ivr=j.answered and menu,
+        )
+
+    return ivr
 
 
 def _has_marker(j: JourneyState, name: str) -> bool:
@@ -303,14 +313,14 @@ def hangup_party(d: CallSummary, j: JourneyState) -> CallSummary:
     return replace(d, hung_up_by=party)
 
 
-def default_steps(short_abandon_s: float = DEFAULT_SHORT_ABANDON_S) -> tuple[Step, ...]:
+def default_steps(short_abandon_s: float = DEFAULT_SHORT_ABANDON_S, hold_nodes: Iterable[str] = ()) -> tuple[Step, ...]:
     """The pipeline, in order (``outcome`` before the steps that read it)."""
     return (
         identity,
         timeline,
         queues,
         agents,
-        ivr,
+        ivr_step(hold_nodes),
         outcome,
         abandon_point,
         short_abandon_step(short_abandon_s),
@@ -322,11 +332,12 @@ def summarize(
     journey: JourneyState,
     *,
     short_abandon_s: float = DEFAULT_SHORT_ABANDON_S,
+    hold_nodes: Iterable[str] = (),
     steps: Iterable[Step] | None = None,
 ) -> CallSummary:
     """Run the pipeline over a journey (normally one that ended)."""
     draft = CallSummary(call_id=journey.call_id, pbx=journey.pbx)
-    for fn in steps if steps is not None else default_steps(short_abandon_s):
+    for fn in steps if steps is not None else default_steps(short_abandon_s, hold_nodes):
         draft = fn(draft, journey)
     return draft
 
@@ -335,6 +346,7 @@ def summarize_events(
     events: Iterable[Event],
     *,
     short_abandon_s: float = DEFAULT_SHORT_ABANDON_S,
+    hold_nodes: Iterable[str] = (),
     customers: Mapping[str, tuple[int | None, bool | None]] | None = None,
 ) -> list[dict[str, Any]]:
     """Summaries (``to_dict()``) of every call that *ends* in ``events``, in order of ending.
@@ -344,7 +356,7 @@ def summarize_events(
     caller number to ``(customer_id, vip)``, standing in for the CRM lookup done at call time.
     Events are taken with their own PBX time as the controller time.
     """
-    book = JourneyBook(short_abandon_s=short_abandon_s)
+    book = JourneyBook(short_abandon_s=short_abandon_s, hold_nodes=hold_nodes)
     identified: set[str] = set()
     out: list[dict[str, Any]] = []
     for ev in events:

@@ -53,7 +53,9 @@ prompt_finished       PromptFinished (detail: result, hangup, command_id)
 variable              VariableSet (detail: name, value)
 queue_join            QueueJoined (detail: position, count, after = previous stint outcome)
 overflow              queue -> queue move (detail: from_queue, to_queue, by = controller |
-                      observed | timeout, rewrites_seq = the provisional queue_leave, if any)
+                      observed (a redirect: PBX-reported, or an abandon followed by a join) |
+                      timeout (the dialplan's next Queue()) | implicit (join without a leave),
+                      rewrites_seq = the provisional queue_leave it turns into "moved", if any)
 moved_to_ivr          a provisional abandon rescinded because the call is alive in the IVR
 agent_ring            AgentOffered
 agent_ring_no_answer  AgentRingNoAnswer (detail: ring_ms)
@@ -79,7 +81,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -213,11 +215,11 @@ class JourneyState:
     location: Location = "pre_answer"
     # IVR
     ivr_node: str | None = None
-    ivr_path: tuple[tuple[str, datetime], ...] = ()  # (node, entered at), in order
+    ivr_path: tuple[tuple[str, datetime, bool], ...] = ()  # (node, entered at, before an agent answered)
     digits: tuple[str, ...] = ()
     ivr_since: datetime | None = None  # open IVR phase (only before the first agent answer)
     ivr_total_s: float | None = None  # None: never in the IVR phase
-    menu_before_answer: bool = False  # an IVR node or a controller digit collection before the answer
+    digits_before_answer: bool = False  # the controller collected digits before an agent answered
     # queues
     stints: tuple[Stint, ...] = ()
     pending_moves: tuple[tuple[str, str | None], ...] = ()  # controller moves not yet seen leaving
@@ -486,9 +488,7 @@ def _on_released(state: JourneyState, ev: ControllerReleased, now: datetime, out
 
 def _on_ivr_node(state: JourneyState, ev: IvrNodeEntered, now: datetime, out: list[JourneyRecord]) -> JourneyState:
     state = _rescind_abandon(state, out, now, ev.at, to_queue=None)
-    state = replace(state, ivr_node=ev.node, ivr_path=(*state.ivr_path, (ev.node, ev.at)))
-    if not state.answered:
-        state = replace(state, menu_before_answer=True)
+    state = replace(state, ivr_node=ev.node, ivr_path=(*state.ivr_path, (ev.node, ev.at, not state.answered)))
     if state.location == "pre_answer" and not state.arrival_seen:
         # We never saw the call arrive (controller started mid-call): a menu means answered.
         state = _enter_ivr(state, ev.at)
@@ -504,7 +504,7 @@ def _on_digits(state: JourneyState, ev: DigitsCollected, now: datetime, out: lis
             state = _enter_ivr(state, ev.at)
     state = _mark_answered_from_pbx(state, ev.at)
     if not state.answered:
-        state = replace(state, menu_before_answer=True)
+        state = replace(state, digits_before_answer=True)
     if ev.digits:
         state = replace(state, digits=(*state.digits, ev.digits))
     detail = {
@@ -545,7 +545,7 @@ def _on_queue_joined(state: JourneyState, ev: QueueJoined, now: datetime, out: l
         state = _rescind_abandon(state, out, now, at, to_queue=ev.queue)
     elif prev is not None and state.location == "left_queue" and prev.outcome in ("moved", "timeout"):
         # Controller move (already "moved") or the dialplan's next Queue() after a timeout.
-        by = "controller" if prev.by_controller else prev.outcome
+        by = "controller" if prev.by_controller else ("observed" if prev.outcome == "moved" else "timeout")
         state = _with_last_stint(state, replace(prev, moved_to=ev.queue))
         state = replace(state, overflows=state.overflows + 1)
         move = {"from_queue": prev.queue, "to_queue": ev.queue, "by": by, "rewrites_seq": None}
@@ -857,13 +857,16 @@ class JourneyBook:
     - spy, originate, release and variable events only attach to a call already followed;
     - ``CallEnded`` returns the call's ``CallSummary`` and forgets the call; later events of
       that call (other legs hanging up after the caller) are dropped, the last
-      ``ended_memory`` ended call ids are remembered for this (``late_events`` counts them).
+      ``ended_memory`` ended call ids are remembered for this (``late_events`` counts them);
+    - ``short_abandon_s`` and ``hold_nodes`` configure the attribution (see
+      ``callcenter.analytics.attribution``); ``summarize`` replaces it altogether.
     """
 
     def __init__(
         self,
         *,
         short_abandon_s: float = 5.0,
+        hold_nodes: Iterable[str] = (),
         ended_memory: int = 10_000,
         summarize: Callable[[JourneyState], CallSummary] | None = None,
     ) -> None:
@@ -871,8 +874,9 @@ class JourneyBook:
             # Imported here: attribution imports this module (it reads JourneyState).
             from callcenter.analytics.attribution import summarize as default_summarize
 
+            holds = frozenset(hold_nodes)
             self._summarize: Callable[[JourneyState], CallSummary] = lambda j: default_summarize(
-                j, short_abandon_s=short_abandon_s
+                j, short_abandon_s=short_abandon_s, hold_nodes=holds
             )
         else:
             self._summarize = summarize

@@ -745,3 +745,36 @@ def test_first_call_resolution_window_and_open_window() -> None:
     marks = first_call_resolution(calls, as_of=T0 + 10 * h)
     assert marks["x1"] == FcrMark(None, False)
     assert marks["x2"] == FcrMark("x1", None)  # its 72 h are not over yet
+
+
+# -- menus vs hold nodes ---------------------------------------------------------------------------
+
+
+def _parked(call_id: str, answered: bool) -> Calls:
+    # redirect_flow as the translator sees it: the caller waits in MusicOnHold in park-like,s
+    # (an IVR-stage place) until the controller Redirects it into a queue.
+    c = Calls(call_id).arrived(0, caller="2025550177", did="5550199").answered(0.002).node(0.017, "park-like,s")
+    if not answered:
+        return c.ended(4.0, cause=0)
+    c.join(1.02, "sales").offer(1.022, "sales", ALICE).leave(3.04, "sales", QueueLeaveReason.ANSWERED)
+    return c.connect(3.041, "sales", ALICE).complete(16.0, "sales", ALICE, HangupParty.CALLER).ended(16.002, cause=16)
+
+
+def test_hold_nodes_are_not_menus_but_still_ivr_stage_places() -> None:
+    held = _parked("h1", answered=True)
+    assert run(held)[0]["answered_via_ivr"] is True  # without configuration a node is a menu
+    row, _ = run(held, hold_nodes={"park-like,s"})
+    assert (row["outcome"], row["answered_via_ivr"], row["ivr_path"]) == ("answered", False, ["park-like,s"])
+    rows = summarize_events(held.events, hold_nodes=["park-like,s"])
+    assert rows[0]["answered_via_ivr"] is False
+    gone, _ = run(_parked("h2", answered=False), hold_nodes={"park-like,s"})
+    assert (gone["outcome"], gone["abandon_stage"], gone["abandon_node"]) == ("abandoned", "ivr", "park-like,s")
+
+
+def test_a_menu_after_the_agent_is_not_via_ivr() -> None:
+    # post-call survey: the node comes after the conversation
+    c = Calls("sv").arrived(0).answered(0.0).join(0.5, "sales").connect(2.0, "sales", ALICE)
+    c.complete(10.0, "sales", ALICE, HangupParty.AGENT).node(10.01, "survey,s").ended(20.0, cause=16)
+    row, _ = run(c)
+    assert (row["answered_via_ivr"], row["ivr_path"], row["ivr_s"]) == (False, ["survey,s"], 0.5)
+    assert row["hung_up_by"] == "agent"
