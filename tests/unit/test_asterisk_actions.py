@@ -314,3 +314,21 @@ def test_originate() -> None:
 
 def test_originate_value_escapes_manager_argument_syntax() -> None:
     assert originate_value('x,y"z\\[1](2)\n') == 'x\\,y\\"z\\\\\\[1\\]\\(2\\) '
+
+
+# -- fail-open lease ---------------------------------------------------------------------------
+def test_lease_renews_the_fail_open_guard_before_agi_commands() -> None:
+    steps = plan(CollectDigits(prompt="menu", timeout_ms=7500, command_id="g"), lease_s=30)
+    assert steps == [
+        AgiCommand("SET VARIABLE TIMEOUT(absolute) 38", "g/lease"),  # 30 s + the 7.5 s wait, rounded up
+        AgiCommand("GET DATA menu 7500 1", "g"),
+    ]
+    assert plan(PlayPrompt(prompt="hello-world", command_id="p"), lease_s=30)[0] == AgiCommand(
+        "SET VARIABLE TIMEOUT(absolute) 30", "p/lease"
+    )
+    # ASYNCAGI BREAK hands the call back to the dialplan, which clears the timeout itself;
+    # AMI-only plans never touch it ([cc-queue] clears it on entry).
+    assert plan(RouteToQueue(queue="sales", command_id="r"), lease_s=30) == plan(
+        RouteToQueue(queue="sales", command_id="r")
+    )
+    assert plan(HangUp(channel=CALLER, command_id="h"), lease_s=30) == plan(HangUp(channel=CALLER, command_id="h"))

@@ -195,9 +195,32 @@ def spy_target(target: str) -> str:
 
 
 # -- the mapping -------------------------------------------------------------------------------
-def plan(cmd: Command, *, channel: str | None = None, names: DialplanNames = DEFAULT_NAMES) -> list[Step]:
+def plan(
+    cmd: Command,
+    *,
+    channel: str | None = None,
+    names: DialplanNames = DEFAULT_NAMES,
+    lease_s: int | None = None,
+) -> list[Step]:
     """The AMI/AGI steps for ``cmd``. ``channel`` (default ``cmd.channel``) is the caller leg
-    for call commands; AGI steps must go to a channel that is in ``AGI(agi:async)``."""
+    for call commands; AGI steps must go to a channel that is in ``AGI(agi:async)``.
+
+    ``lease_s``: renew the dialplan's fail-open guard before the command. [cc-inbound] arms
+    ``TIMEOUT(absolute)`` (10 s) before ``AGI(agi:async)``; a live controller keeps it from
+    firing by setting it again with every AGI command -- to ``lease_s`` plus the command's own
+    wait (GET DATA timeout). If the controller dies mid-IVR, the call still reaches the
+    default queue within the lease. Plans ending in ``ASYNCAGI BREAK`` need no lease: the
+    dialplan clears the timeout right after the AGI returns."""
+    steps = _plan(cmd, channel=channel, names=names)
+    agi = [s for s in steps if isinstance(s, AgiCommand)]
+    if lease_s is None or not agi or agi[-1].command == "ASYNCAGI BREAK":
+        return steps
+    wait_s = -(-cmd.timeout_ms // 1000) if isinstance(cmd, CollectDigits) else 0
+    lease = AgiCommand(f"SET VARIABLE TIMEOUT(absolute) {int(lease_s) + wait_s}", f"{cmd.command_id}/lease")
+    return [lease, *steps]
+
+
+def _plan(cmd: Command, *, channel: str | None, names: DialplanNames) -> list[Step]:
     cid = cmd.command_id
     if isinstance(cmd, Answer):
         return [AgiCommand("ANSWER", cid)]
