@@ -44,7 +44,7 @@ def feed_in_pieces(data: bytes, cuts: list[int], **kw: object) -> tuple[list[Ami
     parser = AmiParser(**kw)  # type: ignore[arg-type]
     out: list[AmiMessage] = []
     prev = 0
-    for cut in sorted(set(cuts)) + [len(data)]:
+    for cut in [*sorted(set(cuts)), len(data)]:
         out.extend(parser.feed(data[prev:cut]))
         prev = cut
     return out, parser
@@ -267,7 +267,7 @@ def test_encode_action_is_crlf_framed_in_order() -> None:
     assert encode_action("Ping") == b"Action: Ping\r\n\r\n"
     assert encode_action("Setvar", {"Value": ""}, "s") == b"Action: Setvar\r\nActionID: s\r\nValue: \r\n\r\n"
     assert encode_action("Getvar", {"Variable": "CALLERID(name)"}, "g").decode().endswith("(name)\r\n\r\n")
-    assert encode_action("QueueAdd", {"Penalty": 2}, "q").endswith(b"Penalty: 2\r\n\r\n")  # type: ignore[dict-item]
+    assert encode_action("QueueAdd", {"Penalty": 2}, "q").endswith(b"Penalty: 2\r\n\r\n")
 
 
 @pytest.mark.parametrize(
@@ -295,7 +295,7 @@ def test_action_name_and_action_id_are_validated_too() -> None:
     with pytest.raises(ValueError):
         encode_action("Ping", {"ActionID": "other"}, "id")
     with pytest.raises(TypeError):
-        encode_action("Ping", {"X": None}, "id")  # type: ignore[dict-item]
+        encode_action("Ping", {"X": None}, "id")  # type: ignore[dict-item, arg-type]
     assert encode_fields([("Event", "X")]) == b"Event: X\r\n\r\n"
 
 

@@ -270,7 +270,7 @@ def _follows_message(text: str, raw: bytes) -> AmiMessage:
 
 
 # -- encoding --------------------------------------------------------------------------------
-Fields = Mapping[str, str] | Iterable[tuple[str, str]]
+Fields = Mapping[str, str | int] | Iterable[tuple[str, str | int]]
 
 
 def _field_lines(fields: Fields) -> list[str]:
