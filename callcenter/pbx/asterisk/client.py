@@ -1,0 +1,933 @@
+"""Asyncio AMI client: the controller's link to one Asterisk.
+
+Shape (imperative shell around the sans-I/O parser in ``protocol.py``)::
+
+    socket --data_received--> AmiParser --> responses / list items / AsyncAGIExec: resolved at once
+                                       \\--> events --> shard queues (by call) --> workers --> handlers
+
+Why each piece looks the way it does:
+
+* **Transport** is an ``asyncio.Protocol`` (no streams): one callback per read, the whole read
+  parsed in one go. Asterisk drops a manager session whose writes stay blocked for more than
+  ``writetimeout`` (100 ms by default), so the reader must never wait for anything: it only
+  parses, resolves waiting actions and appends events to in-memory queues.
+* **Actions** are correlated by ``ActionID`` (unique per client: a random token + counter, so a
+  late ``OriginateResponse`` carrying the ActionID of an Originate sent long ago, as in the
+  whisper_barge trace, can never be mistaken for the answer to a newer action). Every action
+  has a timeout (``ActionTimeout``). ``Response: Error`` raises ``ActionFailed`` (failed Getvar:
+  ``No such channel``; unknown action). Responses are resolved in the reader, not behind the
+  event queue, so slow handlers never delay an action (a response may therefore overtake
+  events that were read before it and are still queued).
+* **Event lists** (CoreShowChannels, QueueStatus, Status, ...): the response says
+  ``EventList: start``, items are events carrying the ActionID (first or last header, it
+  varies), the end is the ``*Complete`` event (``EventList: Complete``). ``action_list``
+  returns ``(response, items)`` where ``items`` **ends with the Complete event** (it carries
+  ``ListItems``). List items are not dispatched to event handlers.
+* **AsyncAGI**: ``Action: AGI`` only answers ``Added AGI command to queue``; the result comes
+  later as ``Event: AsyncAGIExec`` with ``CommandId`` (sic) = our ``CommandID``. ``agi()``
+  waits for that event (AGIExecStart/End carry an unrelated internal CommandId and are
+  ignored for correlation). If the AGI session ends first (``AsyncAGIEnd`` or ``Hangup`` of
+  the channel) the call fails with ``AgiEnded``. AsyncAGIExec is *also* dispatched to handlers.
+* **Never re-send**: when the link drops, every in-flight action fails with
+  ``ConnectionLost``. Nothing is queued for "after reconnect" - an Originate or Redirect that
+  may or may not have reached Asterisk must not run twice; the caller decides.
+* **Reconnect**: exponential backoff (``reconnect_min`` doubling to ``reconnect_max``) with
+  jitter (x0.5..1), re-login, then - after the events read on the old link have been handled -
+  the ``on_connected`` hooks (the adapter resyncs live state there: CoreShowChannels,
+  QueueStatus). Hooks also run after the first login, before ``start()`` returns.
+* **Keepalive**: ``Ping`` every ``ping_interval`` s; no answer within ``ping_timeout`` s aborts
+  the link (half-open TCP: a dead peer is otherwise only noticed after minutes) and the
+  reconnect loop takes over.
+* **Dispatch**: events go to ``workers`` shard queues by ``hash(call key) % workers`` where the
+  key is Linkedid, else Uniqueid (else the Dest*/Spyer* ids of legs that have no own snapshot,
+  e.g. Originate DialBegin); events with no call at all (QueueMemberStatus, DeviceStateChange,
+  FullyBooted) go to one extra global shard. Within a shard, handlers run strictly in arrival
+  order and async handlers are awaited (ordered per call; one slow call only delays calls in
+  its shard). Across shards there is no order. A handler that raises is logged with the call
+  key and counted (``stats.handler_errors``); the other handlers and later events are not
+  affected. Workers yield to the loop every 256 events so sync handlers cannot starve the
+  reader.
+* **Queue bound** (``queue_size``, all shards together): at half of it a warning is logged
+  (once per excursion) - handlers are slower than the PBX. Only at the bound itself reading
+  from the socket is paused (``pause_reading``), and resumed when the backlog is back to 90 %.
+  Nothing is ever dropped by the client; while paused Asterisk may give up on the session
+  (writetimeout), which then is an ordinary disconnect: reconnect + ``on_connected`` resync.
+  Pings are not checked while reading is paused (the pong is in the unread data). A single
+  read (up to 256 KiB) is always enqueued whole, so the bound may be exceeded by one read.
+* **Recording** (``record=TraceWriter``): every message received and every action sent, one
+  frame per message, byte-exact, with the Login ``Secret`` replaced by ``********``. Bytes of
+  malformed frames and of a message cut off by a disconnect are recorded too.
+* Credentials are never logged (neither username nor secret) and not in ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from callcenter.pbx.asterisk.message import AmiMessage
+from callcenter.pbx.asterisk.protocol import AmiParser, encode_action
+from callcenter.pbx.asterisk.trace import TraceWriter
+
+__all__ = [
+    "ActionFailed",
+    "ActionTimeout",
+    "AgiEnded",
+    "AmiClient",
+    "AmiError",
+    "AmiStats",
+    "ConnectionLost",
+    "LoginError",
+]
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[AmiMessage, datetime], Awaitable[None] | None]
+ConnectedHandler = Callable[[], Awaitable[None]]
+DisconnectedHandler = Callable[[Exception | None], Awaitable[None] | None]
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+_MASK = "********"
+_YIELD_EVERY = 256
+_ABANDONED_MAX = 1024
+
+
+class AmiError(Exception):
+    """Base of every error the AMI client raises."""
+
+
+class LoginError(AmiError):
+    """Login refused; the message is Asterisk's (``Authentication failed``)."""
+
+
+class ConnectionLost(AmiError, ConnectionError):
+    """The link is down (or went down while the action was in flight); nothing is re-sent.
+
+    Also a ``ConnectionError`` (hence ``OSError``), so ``start()`` failures are all OSErrors.
+    """
+
+
+class ActionTimeout(AmiError, TimeoutError):
+    """No (complete) answer within the timeout. The action may still have run on the PBX."""
+
+
+class ActionFailed(AmiError):
+    """Asterisk answered ``Response: Error``; ``.response`` is that message."""
+
+    def __init__(self, message: str, response: AmiMessage) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class AgiEnded(ActionFailed):
+    """The AsyncAGI session ended (AsyncAGIEnd / Hangup) before our command produced a result."""
+
+
+@dataclass
+class AmiStats:
+    """Counters since the client was created (all connections together)."""
+
+    connects: int = 0
+    reconnects: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    messages: int = 0
+    events: int = 0
+    events_handled: int = 0
+    decode_errors: int = 0
+    malformed: int = 0
+    handler_errors: int = 0
+    actions_sent: int = 0
+    action_errors: int = 0
+    action_timeouts: int = 0
+    unmatched_responses: int = 0
+    ping_timeouts: int = 0
+    queue_depth: int = 0
+    queue_high_water: int = 0
+    read_pauses: int = 0
+
+
+class _Pending:
+    __slots__ = ("future", "is_list", "items", "name", "response")
+
+    def __init__(self, name: str, future: asyncio.Future[Any], is_list: bool) -> None:
+        self.name = name
+        self.future = future
+        self.is_list = is_list
+        self.response: AmiMessage | None = None
+        self.items: list[AmiMessage] = []
+
+
+class _Shard:
+    __slots__ = ("index", "queue", "task", "waiter")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        # (message, received_at, call key) or (None, barrier future, None)
+        self.queue: deque[tuple[Any, Any, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection; all its per-link state dies with it (pending actions included)."""
+
+    def __init__(self, client: AmiClient) -> None:
+        loop = asyncio.get_running_loop()
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.parser = AmiParser(keep_raw=client._record is not None, on_malformed=self._malformed)
+        self.pending: dict[str, _Pending] = {}
+        self.lists: dict[str, _Pending] = {}
+        self.abandoned: OrderedDict[str, None] = OrderedDict()
+        self.agi: dict[str, tuple[str, asyncio.Future[AmiMessage]]] = {}
+        self.banner: asyncio.Future[str] = loop.create_future()
+        self.closed: asyncio.Future[Exception] = loop.create_future()
+        self.reason: Exception | None = None
+        self.logged_in = False
+        self.paused = False
+        self.keepalive: asyncio.Task[None] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.client._on_data(self, data)
+
+    def eof_received(self) -> bool:
+        return False  # half-close from Asterisk: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client._on_lost(self, exc)
+
+    def _malformed(self, raw: bytes, reason: str) -> None:
+        log.warning("AMI %s: malformed frame skipped (%s): %r", self.client.name, reason, raw[:200])
+        rec = self.client._record
+        if rec is not None:
+            rec.recv(raw)
+
+    def abort(self, reason: Exception) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _call_key(msg: AmiMessage) -> str:
+    get = msg.get_exact
+    return (
+        get("Linkedid") or get("Uniqueid") or get("DestLinkedid") or get("DestUniqueid") or get("SpyerLinkedid") or ""
+    )
+
+
+def _is_complete(msg: AmiMessage, event: str) -> bool:
+    return msg.get_exact("EventList") == "Complete" or event.endswith("Complete")
+
+
+class AmiClient:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        *,
+        name: str = "asterisk",
+        connect_timeout: float = 5.0,
+        action_timeout: float = 10.0,
+        ping_interval: float | None = 15.0,
+        ping_timeout: float = 5.0,
+        reconnect_min: float = 0.5,
+        reconnect_max: float = 30.0,
+        record: TraceWriter | None = None,
+        queue_size: int = 100_000,
+        clock: Callable[[], datetime] = _utcnow,
+        workers: int = 8,
+        agi_timeout: float = 60.0,
+    ) -> None:
+        if queue_size < 1 or workers < 1:
+            raise ValueError("queue_size and workers must be >= 1")
+        self.host = host
+        self.port = port
+        self._username = username
+        self._secret = secret
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self.action_timeout = action_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.reconnect_min = reconnect_min
+        self.reconnect_max = reconnect_max
+        self.agi_timeout = agi_timeout
+        self._record = record
+        self._clock = clock
+        self._queue_size = queue_size
+        self._warn_at = max(1, queue_size // 2)
+        self._rearm_at = queue_size // 4
+        self._resume_at = queue_size - queue_size // 10
+        self._warned = False
+        self._paused = False
+        self._handlers: tuple[EventHandler, ...] = ()
+        self._on_connected: tuple[ConnectedHandler, ...] = ()
+        self._on_disconnected: tuple[DisconnectedHandler, ...] = ()
+        self._shards = [_Shard(i) for i in range(workers)]
+        self._global = _Shard(workers)
+        self._nshards = workers
+        self._depth = 0
+        self._conn: _Connection | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._started = False
+        self._closing = False
+        self._id_token = secrets.token_hex(3)
+        self._id_seq = 0
+        self._handler_error_counts: dict[int, int] = {}
+        self._stats = AmiStats()
+        self._decode_base = 0
+        self._malformed_base = 0
+        self.banner: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<AmiClient {self.name} {self.host}:{self.port} connected={self.connected}>"
+
+    # -- registration -------------------------------------------------------------------------
+    def on_event(self, handler: EventHandler) -> None:
+        """``handler(msg, received_at)`` for every event (sync or async), ordered per call."""
+        self._handlers = (*self._handlers, handler)
+
+    def on_connected(self, handler: ConnectedHandler) -> None:
+        """Awaited after every (re)login; the place to resync state. Errors are logged."""
+        self._on_connected = (*self._on_connected, handler)
+
+    def on_disconnected(self, handler: DisconnectedHandler) -> None:
+        """Called with the reason when an established link drops, with None on ``close()``."""
+        self._on_disconnected = (*self._on_disconnected, handler)
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """Logged in over a link that is up."""
+        conn = self._conn
+        return conn is not None and conn.logged_in and conn.reason is None and not self._closing
+
+    @property
+    def stats(self) -> AmiStats:
+        st = self._stats
+        conn = self._conn
+        st.decode_errors = self._decode_base + (conn.parser.decode_errors if conn else 0)
+        st.malformed = self._malformed_base + (conn.parser.malformed if conn else 0)
+        st.queue_depth = self._depth
+        return st
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect and log in (raises ``LoginError``/``OSError``/``TimeoutError``), run the
+        ``on_connected`` hooks, then keep the link up in background tasks until ``close()``."""
+        if self._started:
+            raise RuntimeError("AmiClient.start() called twice")
+        self._started = True
+        self._closing = False
+        loop = asyncio.get_running_loop()
+        for shard in (*self._shards, self._global):
+            shard.task = loop.create_task(self._worker(shard), name=f"ami-{self.name}-worker-{shard.index}")
+        try:
+            conn = await self._connect()
+        except BaseException:
+            await self._stop_workers()
+            self._started = False
+            raise
+        first_sync: asyncio.Future[None] = loop.create_future()
+        self._supervisor = loop.create_task(self._run(conn, first_sync), name=f"ami-{self.name}-link")
+        await asyncio.shield(first_sync)
+
+    async def close(self) -> None:
+        """Stop everything this client owns; in-flight actions fail with ``ConnectionLost``.
+
+        Events still queued for handlers are dropped (call ``drain()`` first to handle them).
+        """
+        if self._closing:
+            return
+        was_connected = self.connected
+        self._closing = True
+        conn = self._conn
+        if conn is not None:
+            if conn.logged_in and conn.transport is not None and not conn.transport.is_closing():
+                try:
+                    self._write(conn, encode_action("Logoff", (), self._next_id("logoff")))
+                except Exception:  # pragma: no cover - best effort only
+                    pass
+            if conn.reason is None:
+                conn.reason = ConnectionLost("client closed")
+            if conn.transport is not None:
+                conn.transport.close()
+            self._fail_link(conn, conn.reason)
+        tasks: list[asyncio.Task[Any]] = []
+        if self._supervisor is not None:
+            tasks.append(self._supervisor)
+        if conn is not None and conn.keepalive is not None:
+            tasks.append(conn.keepalive)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._stop_workers()
+        self._supervisor = None
+        self._started = False
+        if was_connected:
+            await self._notify_disconnected(None)
+        if self._record is not None:
+            self._record.flush()
+
+    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until every event received so far has been through the handlers."""
+        await asyncio.wait_for(self._barrier(), timeout)
+
+    # -- actions --------------------------------------------------------------------------------
+    # The agreed API takes per-call timeouts (ASYNC109): every action needs one, and callers should
+    # not have to wrap each call in asyncio.timeout() themselves.
+    async def action(
+        self,
+        name: str,
+        headers: Headers = (),
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AmiMessage:
+        """Send one action and return its response.
+
+        An ``ActionID`` in ``headers`` is used as given (must not be in flight); otherwise one
+        is generated (read it back from ``response.action_id``, e.g. to match a later
+        ``OriginateResponse``). Raises ``ActionFailed`` on ``Response: Error``,
+        ``ActionTimeout``, ``ConnectionLost`` (never re-sent), ``ValueError`` on CR/LF in a value.
+        """
+        conn = self._live()
+        result = await self._request(conn, name, headers, timeout)
+        assert isinstance(result, AmiMessage)
+        return result
+
+    async def action_list(
+        self,
+        name: str,
+        headers: Headers = (),
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> tuple[AmiMessage, list[AmiMessage]]:
+        """Send an EventList action; return ``(response, items)``.
+
+        ``items`` are the list events in arrival order and **end with the ``*Complete``
+        event** (``EventList: Complete``, ``ListItems: n``). If the response is not a list
+        (no ``EventList: start``), ``items`` is empty. ``timeout`` covers the whole list.
+        """
+        conn = self._live()
+        result = await self._request(conn, name, headers, timeout, is_list=True)
+        assert isinstance(result, tuple)
+        return result
+
+    async def agi(
+        self,
+        channel: str,
+        command: str,
+        *,
+        command_id: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AmiMessage:
+        """Queue an AsyncAGI command and return its ``AsyncAGIExec`` event.
+
+        Decode the result with ``protocol.agi_result(event)``. ``timeout`` (default
+        ``agi_timeout``) covers the whole command - GET DATA/STREAM FILE run for as long as the
+        prompt/wait lasts. Raises ``ActionFailed`` if the action is refused (``Channel ... does
+        not exist.``), ``AgiEnded`` if the AGI session ends first, ``ActionTimeout``,
+        ``ConnectionLost``.
+        """
+        conn = self._live()
+        loop = asyncio.get_running_loop()
+        cid = command_id or self._next_id("agi")
+        if cid in conn.agi:
+            raise ValueError(f"AGI CommandID {cid!r} is already in flight")
+        limit = self.agi_timeout if timeout is None else timeout
+        deadline = loop.time() + limit
+        fut: asyncio.Future[AmiMessage] = loop.create_future()
+        conn.agi[cid] = (channel, fut)
+        try:
+            await self._request(
+                conn,
+                "AGI",
+                [("Channel", channel), ("Command", command), ("CommandID", cid)],
+                min(self.action_timeout, limit),
+            )
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await fut
+            except TimeoutError:
+                self._stats.action_timeouts += 1
+                raise ActionTimeout(
+                    f"AGI {command.split(' ', 1)[0]!r} (CommandID {cid}) on {channel}: "
+                    f"no AsyncAGIExec within {limit:g} s"
+                ) from None
+        finally:
+            if conn.agi.get(cid, (None, None))[1] is fut:
+                del conn.agi[cid]
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: an AgiEnded that raced a failed action is not "lost"
+            else:
+                fut.cancel()
+
+    # -- internals: requests --------------------------------------------------------------------
+    def _next_id(self, prefix: str) -> str:
+        self._id_seq += 1
+        return f"{prefix}-{self._id_token}-{self._id_seq}"
+
+    def _live(self) -> _Connection:
+        conn = self._conn
+        if conn is None or not conn.logged_in or conn.reason is not None or self._closing:
+            raise ConnectionLost(f"AMI {self.name}: not connected")
+        return conn
+
+    async def _request(
+        self,
+        conn: _Connection,
+        name: str,
+        headers: Headers,
+        limit: float | None,
+        *,
+        is_list: bool = False,
+        record_as: bytes | None = None,
+    ) -> AmiMessage | tuple[AmiMessage, list[AmiMessage]]:
+        items = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        aid = None
+        for i, (k, v) in enumerate(items):
+            if isinstance(k, str) and k.lower() == "actionid":
+                aid = str(v)
+                del items[i]
+                break
+        if aid is None:
+            aid = self._next_id(name.lower())
+        elif aid in conn.pending:
+            raise ValueError(f"ActionID {aid!r} is already in flight")
+        data = encode_action(name, items, aid)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        pending = _Pending(name, fut, is_list)
+        conn.pending[aid] = pending
+        if is_list:
+            conn.lists[aid] = pending
+        if limit is None:
+            limit = self.action_timeout
+        try:
+            self._write(conn, data, record_as)
+            async with asyncio.timeout(limit):
+                return await fut  # type: ignore[no-any-return]
+        except TimeoutError:
+            self._stats.action_timeouts += 1
+            if is_list:
+                # Items may still come; swallow them instead of handing them to event handlers.
+                conn.abandoned[aid] = None
+                while len(conn.abandoned) > _ABANDONED_MAX:
+                    conn.abandoned.popitem(last=False)
+            what = "complete list" if is_list else "response"
+            raise ActionTimeout(f"{name} (ActionID {aid}): no {what} within {limit:g} s") from None
+        finally:
+            conn.pending.pop(aid, None)
+            conn.lists.pop(aid, None)
+
+    def _write(self, conn: _Connection, data: bytes, record_as: bytes | None = None) -> None:
+        transport = conn.transport
+        if transport is None or transport.is_closing() or conn.reason is not None:
+            raise ConnectionLost(f"AMI {self.name}: link is down")
+        transport.write(data)
+        st = self._stats
+        st.bytes_out += len(data)
+        st.actions_sent += 1
+        if self._record is not None:
+            self._record.send(record_as if record_as is not None else data)
+
+    # -- internals: the reader (hot path) -------------------------------------------------------
+    def _on_data(self, conn: _Connection, data: bytes) -> None:
+        st = self._stats
+        st.bytes_in += len(data)
+        msgs = conn.parser.feed(data)
+        if not msgs:
+            return
+        st.messages += len(msgs)
+        now = self._clock()
+        rec = self._record
+        shards = self._shards
+        nshards = self._nshards
+        call_key = _call_key
+        for msg in msgs:
+            if rec is not None:
+                rec.recv(msg.raw)
+            get = msg.get_exact
+            event = get("Event")
+            if event is None:
+                self._on_non_event(conn, msg)
+                continue
+            if conn.lists or conn.abandoned:
+                aid = get("ActionID")
+                if aid is not None and self._list_item(conn, msg, event, aid):
+                    continue
+            if conn.agi and (event == "AsyncAGIExec" or event == "AsyncAGIEnd" or event == "Hangup"):
+                self._agi_event(conn, msg, event)
+            key = call_key(msg)
+            shard = shards[hash(key) % nshards] if key else self._global
+            shard.queue.append((msg, now, key))
+            waiter = shard.waiter
+            if waiter is not None:
+                shard.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            st.events += 1
+            depth = self._depth + 1
+            self._depth = depth
+            if depth > st.queue_high_water:
+                st.queue_high_water = depth
+            if depth >= self._warn_at:
+                self._pressure(conn, depth)
+
+    def _on_non_event(self, conn: _Connection, msg: AmiMessage) -> None:
+        get = msg.get_exact
+        response = get("Response")
+        if response is None:
+            banner = get("Banner")
+            if banner is not None:
+                self.banner = banner
+                if not conn.banner.done():
+                    conn.banner.set_result(banner)
+            else:
+                log.debug("AMI %s: message that is neither event nor response ignored", self.name)
+            return
+        aid = get("ActionID")
+        pending = conn.pending.get(aid) if aid is not None else None
+        if pending is None:
+            self._stats.unmatched_responses += 1
+            log.debug("AMI %s: response for unknown/expired ActionID %r ignored", self.name, aid)
+            return
+        fut = pending.future
+        if fut.done():
+            return
+        if response == "Error":
+            self._stats.action_errors += 1
+            reason = msg.get("Message") or "Response: Error"
+            fut.set_exception(ActionFailed(f"{pending.name}: {reason}", msg))
+        elif pending.is_list:
+            if (get("EventList") or "").lower() == "start":
+                pending.response = msg
+            else:
+                fut.set_result((msg, pending.items))
+        else:
+            fut.set_result(msg)
+
+    def _list_item(self, conn: _Connection, msg: AmiMessage, event: str, aid: str) -> bool:
+        pending = conn.lists.get(aid)
+        if pending is not None:
+            pending.items.append(msg)
+            if _is_complete(msg, event) and not pending.future.done():
+                pending.future.set_result((pending.response or msg, pending.items))
+            return True
+        if aid in conn.abandoned:
+            if _is_complete(msg, event):
+                del conn.abandoned[aid]
+            return True
+        return False
+
+    def _agi_event(self, conn: _Connection, msg: AmiMessage, event: str) -> None:
+        if event == "AsyncAGIExec":
+            # Correlate on the AsyncAGIExec CommandId only (AGIExecStart/End carry Asterisk's
+            # own random CommandId, see the asyncagi_ivr trace).
+            cid = msg.get_exact("CommandId") or msg.get("CommandID")
+            waiter = conn.agi.get(cid) if cid is not None else None
+            if waiter is not None and not waiter[1].done():
+                waiter[1].set_result(msg)
+            return
+        channel = msg.get_exact("Channel")
+        for cid, (chan, fut) in list(conn.agi.items()):
+            if chan == channel and not fut.done():
+                fut.set_exception(
+                    AgiEnded(f"AsyncAGI on {chan} ended ({event}) before command {cid} produced a result", msg)
+                )
+
+    def _pressure(self, conn: _Connection, depth: int) -> None:
+        if depth >= self._queue_size:
+            if not self._paused and conn.transport is not None and not conn.transport.is_closing():
+                self._paused = True
+                conn.paused = True
+                self._stats.read_pauses += 1
+                conn.transport.pause_reading()
+                log.error(
+                    "AMI %s: event queue full (%d events, bound %d): socket reading paused until "
+                    "handlers catch up; Asterisk may drop the session (writetimeout)",
+                    self.name,
+                    depth,
+                    self._queue_size,
+                )
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "AMI %s: %d events queued (bound %d): handlers are slower than the PBX",
+                self.name,
+                depth,
+                self._queue_size,
+            )
+
+    def _after_batch(self) -> None:
+        depth = self._depth
+        if self._paused and depth <= self._resume_at:
+            self._paused = False
+            conn = self._conn
+            if conn is not None and conn.paused:
+                conn.paused = False
+                if conn.transport is not None and not conn.transport.is_closing():
+                    conn.transport.resume_reading()
+                    log.info("AMI %s: socket reading resumed (%d events queued)", self.name, depth)
+        if self._warned and depth < self._rearm_at:
+            self._warned = False
+
+    # -- internals: dispatch --------------------------------------------------------------------
+    async def _worker(self, shard: _Shard) -> None:
+        loop = asyncio.get_running_loop()
+        queue = shard.queue
+        st = self._stats
+        while True:
+            if not queue:
+                waiter: asyncio.Future[None] = loop.create_future()
+                shard.waiter = waiter
+                await waiter
+                continue
+            budget = _YIELD_EVERY
+            while queue and budget:
+                budget -= 1
+                msg, at, key = queue.popleft()
+                if msg is None:
+                    if not at.done():
+                        at.set_result(None)
+                    continue
+                self._depth -= 1
+                for handler in self._handlers:
+                    try:
+                        result = handler(msg, at)
+                        if result is not None and inspect.isawaitable(result):
+                            await result
+                    except Exception as exc:
+                        self._handler_failed(handler, msg, key, exc)
+                st.events_handled += 1
+            self._after_batch()
+            if queue:
+                await asyncio.sleep(0)
+
+    def _handler_failed(self, handler: EventHandler, msg: AmiMessage, key: str, exc: Exception) -> None:
+        self._stats.handler_errors += 1
+        n = self._handler_error_counts.get(id(handler), 0) + 1
+        self._handler_error_counts[id(handler)] = n
+        # A handler that fails on every event must not flood the log at PBX event rates.
+        if n <= 10 or n % 1000 == 0:
+            log.error(
+                "AMI %s: event handler %s failed on %s for call %s (failure #%d)",
+                self.name,
+                getattr(handler, "__qualname__", repr(handler)),
+                msg.event,
+                key or "-",
+                n,
+                exc_info=exc,
+            )
+
+    async def _barrier(self) -> None:
+        loop = asyncio.get_running_loop()
+        futs = []
+        for shard in (*self._shards, self._global):
+            fut: asyncio.Future[None] = loop.create_future()
+            shard.queue.append((None, fut, None))
+            waiter = shard.waiter
+            if waiter is not None:
+                shard.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            futs.append(fut)
+        await asyncio.gather(*futs)
+
+    async def _stop_workers(self) -> None:
+        tasks = [s.task for s in (*self._shards, self._global) if s.task is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for s in (*self._shards, self._global):
+            s.task = None
+            s.waiter = None
+            s.queue.clear()
+        self._depth = 0
+
+    # -- internals: link --------------------------------------------------------------------------
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        conn = _Connection(self)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await loop.create_connection(lambda: conn, self.host, self.port)
+                # Wait for the greeting: proves this is an AMI port before we send credentials.
+                await asyncio.shield(conn.banner)
+            if self._record is not None:
+                self._record.note(f"connected to {self.host}:{self.port} ({conn.banner.result()})")
+            login_id = self._next_id("login")
+            masked = encode_action(
+                "Login", [("Username", self._username), ("Secret", _MASK), ("Events", "on")], login_id
+            )
+            try:
+                await self._request(
+                    conn,
+                    "Login",
+                    [("ActionID", login_id), ("Username", self._username), ("Secret", self._secret), ("Events", "on")],
+                    self.action_timeout,
+                    record_as=masked,
+                )
+            except ActionFailed as exc:
+                reason = exc.response.get("Message") or "login refused"
+                raise LoginError(f"AMI {self.name} {self.host}:{self.port}: {reason}") from None
+        except BaseException as exc:
+            if conn.reason is None:
+                conn.reason = exc if isinstance(exc, Exception) else ConnectionLost("cancelled")
+            if conn.transport is not None:
+                conn.transport.abort()
+            if isinstance(exc, TimeoutError):
+                raise TimeoutError(
+                    f"AMI {self.name} {self.host}:{self.port}: no AMI greeting/login within the timeout"
+                ) from None
+            raise
+        conn.logged_in = True
+        self._conn = conn
+        self._stats.connects += 1
+        if self.ping_interval:
+            conn.keepalive = loop.create_task(self._keepalive(conn), name=f"ami-{self.name}-ping")
+        log.info("AMI %s: logged in to %s:%d (%s)", self.name, self.host, self.port, conn.banner.result())
+        return conn
+
+    def _on_lost(self, conn: _Connection, exc: Exception | None) -> None:
+        if conn.reason is None:
+            if exc is not None:
+                conn.reason = ConnectionLost(f"connection lost: {exc}")
+            else:
+                conn.reason = ConnectionLost("connection closed by the PBX")
+        rest = conn.parser.pending
+        if self._record is not None:
+            if rest:
+                self._record.recv(rest)
+            self._record.note(f"connection closed: {conn.reason}")
+        if rest:
+            log.warning("AMI %s: link closed inside a message (%d bytes discarded)", self.name, len(rest))
+        self._fail_link(conn, conn.reason)
+
+    def _fail_link(self, conn: _Connection, reason: Exception) -> None:
+        """Everything that waited on this link fails with ConnectionLost - and is forgotten."""
+        if conn.closed.done():
+            return
+        self._decode_base += conn.parser.decode_errors
+        self._malformed_base += conn.parser.malformed
+        conn.parser.decode_errors = conn.parser.malformed = 0
+        if self._conn is conn:
+            self._stats.decode_errors = self._decode_base
+            self._stats.malformed = self._malformed_base
+            self._paused = False
+        text = str(reason)
+        for pending in conn.pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(ConnectionLost(f"{pending.name}: {text}"))
+        for cid, (chan, fut) in conn.agi.items():
+            if not fut.done():
+                fut.set_exception(ConnectionLost(f"AGI {cid} on {chan}: {text}"))
+        if not conn.banner.done():
+            conn.banner.set_exception(ConnectionLost(text))
+            conn.banner.exception()
+        if conn.keepalive is not None and conn.keepalive is not asyncio.current_task():
+            conn.keepalive.cancel()
+        conn.closed.set_result(reason if isinstance(reason, Exception) else ConnectionLost(text))
+
+    async def _keepalive(self, conn: _Connection) -> None:
+        assert self.ping_interval
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if conn.paused:
+                continue  # our own backpressure: the pong is in the unread data
+            try:
+                await self._request(conn, "Ping", (), self.ping_timeout)
+            except ActionTimeout:
+                self._stats.ping_timeouts += 1
+                log.warning(
+                    "AMI %s: no answer to Ping within %g s, dropping the link (half-open?)",
+                    self.name,
+                    self.ping_timeout,
+                )
+                conn.abort(ConnectionLost(f"no answer to Ping within {self.ping_timeout:g} s"))
+                return
+            except ConnectionLost:
+                return
+            except ActionFailed as exc:
+                log.warning("AMI %s: Ping refused: %s", self.name, exc)
+
+    async def _run(self, conn: _Connection, first_sync: asyncio.Future[None]) -> None:
+        """Supervisor: resync hooks, then wait for the link to drop and bring it back."""
+        try:
+            await self._notify_connected()
+        finally:
+            if not first_sync.done():
+                first_sync.set_result(None)
+        while not self._closing:
+            reason = await conn.closed
+            if self._conn is conn:
+                self._conn = None
+            if conn.keepalive is not None:
+                conn.keepalive.cancel()
+            if self._closing:
+                return
+            log.warning("AMI %s: link down: %s", self.name, reason)
+            await self._notify_disconnected(reason)
+            conn = await self._reconnect()
+            self._stats.reconnects += 1
+            # Handle what the old link delivered before resyncing, so a stale event can never
+            # be applied on top of the fresh snapshot.
+            try:
+                await asyncio.wait_for(self._barrier(), self.action_timeout)
+            except TimeoutError:
+                log.warning("AMI %s: handlers still busy with old events; resyncing anyway", self.name)
+            await self._notify_connected()
+
+    async def _reconnect(self) -> _Connection:
+        attempt = 0
+        while True:
+            delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(attempt, 30))
+            # Jitter: several controllers (or a restart storm) must not hit Asterisk in lockstep.
+            delay *= 0.5 + random.random() / 2
+            await asyncio.sleep(delay)
+            attempt += 1
+            try:
+                return await self._connect()
+            except LoginError as exc:
+                log.error("AMI %s: re-login refused: %s (attempt %d)", self.name, exc, attempt)
+            except (OSError, AmiError) as exc:
+                log.warning("AMI %s: reconnect attempt %d failed: %s", self.name, attempt, exc)
+
+    async def _notify_connected(self) -> None:
+        for hook in self._on_connected:
+            try:
+                result = hook()
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("AMI %s: on_connected hook %r failed", self.name, hook)
+
+    async def _notify_disconnected(self, reason: Exception | None) -> None:
+        for hook in self._on_disconnected:
+            try:
+                result = hook(reason)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("AMI %s: on_disconnected hook %r failed", self.name, hook)
