@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from callcenter.domain.events import Event
 from callcenter.pbx.asterisk.message import AmiMessage
+from callcenter.pbx.asterisk.protocol import AmiParser
 from callcenter.pbx.asterisk.trace import TraceFormatError, read_trace
 from callcenter.pbx.asterisk.translate import AsteriskTranslator
 
@@ -32,39 +33,30 @@ __all__ = ["add_arguments", "decode_frame", "main", "replay_events", "run", "tra
 
 
 def decode_frame(data: bytes) -> AmiMessage | None:
-    """One captured AMI message (``Key: Value`` CRLF lines) -> ``AmiMessage``.
-
-    Frames are whole messages in the capture format, so no stream reassembly is needed here.
-    Returns None for frames without a single header (the ``Asterisk Call Manager/x.y.z``
-    banner). Repeated keys keep every value (``Variable:``, ``Output:``)."""
-    headers: dict[str, str] = {}
-    repeated: dict[str, list[str]] = {}
-    for raw in data.decode("utf-8", "replace").split("\n"):
-        line = raw.rstrip("\r")
-        if not line:
-            continue
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        value = value[1:] if value.startswith(" ") else value
-        if key in headers:
-            repeated.setdefault(key, [headers[key]]).append(value)
-        else:
-            headers[key] = value
-    if not headers:
-        return None
-    return AmiMessage(headers, {k: tuple(v) for k, v in repeated.items()})
+    """One captured AMI message -> ``AmiMessage`` (None for the banner or a non-AMI frame)."""
+    messages = AmiParser(expect_banner=False).feed(data)
+    return messages[0] if messages else None
 
 
-def translate_trace(path: str | Path, translator: AsteriskTranslator) -> Iterator[Event]:
-    """Every domain event of a trace, in order. Raises ``TraceFormatError`` on a bad file."""
+def translate_trace(
+    path: str | Path, translator: AsteriskTranslator, malformed: list[str] | None = None
+) -> Iterator[Event]:
+    """Every domain event of a trace, in order, stamped with each frame's capture time.
+
+    Raises ``TraceFormatError`` on a file that is not a trace. Received bytes go through the
+    same sans-I/O parser as the live client (banner first); AMI frames it cannot read are
+    appended to ``malformed`` (if given) and skipped, as the live client would."""
+
+    def on_malformed(raw: bytes, reason: str) -> None:
+        if malformed is not None:
+            malformed.append(f"{reason}: {raw[:60]!r}")
+
+    parser = AmiParser(expect_banner=True, on_malformed=on_malformed)
     for frame in read_trace(path):
         if frame.direction != "recv":
             continue
-        msg = decode_frame(frame.data)
-        if msg is None:
-            continue
-        yield from translator.feed(msg, frame.at)
+        for msg in parser.feed(frame.data):
+            yield from translator.feed(msg, frame.at)
 
 
 def replay_events(path: str | Path, pbx_name: str = "asterisk") -> tuple[list[Event], AsteriskTranslator]:
@@ -103,8 +95,9 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
             print("replay: summary not available (callcenter.analytics.attribution.summarize_events)", file=err)
             return 2
     translator = AsteriskTranslator(args.name)
+    malformed: list[str] = []
     try:
-        events = list(translate_trace(args.file, translator))
+        events = list(translate_trace(args.file, translator, malformed))
     except FileNotFoundError:
         print(f"replay: {args.file}: no such file", file=err)
         return 2
@@ -117,6 +110,8 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
     rows: list[dict[str, Any]] = summarize(events) if summarize else [e.to_dict() for e in events]
     for row in rows:
         out.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+    for problem in malformed:
+        print(f"replay: skipped a malformed AMI frame ({problem})", file=err)
     if translator.unknown:
         listing = ", ".join(f"{name} x{n}" for name, n in sorted(translator.unknown.items()))
         print(f"replay: {sum(translator.unknown.values())} AMI event(s) without a rule: {listing}", file=err)
