@@ -1,0 +1,518 @@
+"""The recorder: journey steps, call summaries and agent state changes into PostgreSQL,
+without ever losing one.
+
+Design: a write-ahead journal in front of the database.
+
+1. ``submit_*`` (synchronous, never blocks the event loop) appends rows to an in-memory batch.
+2. The writer task takes the batch every ``flush_interval`` (or as soon as ``batch_size`` rows
+   wait), appends it to the current journal segment and fsyncs it (group commit, in a worker
+   thread). From then on the rows survive a crash, a kill or a database outage.
+3. It then writes the batch to PostgreSQL: COPY into a temporary table and
+   ``INSERT ... ON CONFLICT DO NOTHING`` into the real one, in one transaction per batch. Every
+   table has an idempotency key (``call_events (call_id, seq, at)``, ``calls (call_id)``,
+   ``agent_state_events (event_key, at)``), so writing a row twice is harmless.
+4. A journal segment is deleted only when every row in it is in PostgreSQL.
+
+If PostgreSQL is down or slower than ``db_timeout``, the batch stays in the journal and the
+recorder switches to *backlog* mode: new batches are only journaled (memory stays bounded by
+one batch), and a retry loop with backoff replays the segments in order once the database
+answers again. Back in sync, it returns to the direct path. At start-up, segments left by a
+previous run (a crash, or a stop while the database was down) are replayed first. Order is
+kept: rows reach the database in the order they were submitted.
+
+First-call resolution is maintained as calls rows arrive: a call from a customer within the
+window after that customer's answered call gets ``repeat_of`` = the earlier call, and the
+earlier call's ``first_contact_resolved`` becomes false; an answered call starts as resolved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from callcenter.analytics.attribution import CallSummary
+from callcenter.calls.journey import JourneyRecord
+from callcenter.domain.events import AgentPauseChanged, AgentStatusChanged, Event, QueueMemberChanged
+
+log = logging.getLogger(__name__)
+
+# Column order of each table as the recorder writes it; journal lines use the same order.
+TABLES: dict[str, tuple[str, ...]] = {
+    "call_events": (
+        "call_id", "seq", "at", "controller_at", "pbx", "kind", "ivr_node", "queue", "agent", "detail",
+        "rules_version", "rule_id",
+    ),
+    "calls": (
+        "call_id", "pbx", "caller", "did", "customer_id", "vip", "entered_at", "answered_at", "ended_at", "outcome",
+        "abandon_stage", "abandon_node", "short_abandon", "answered_via_ivr", "queue", "agent", "ivr_s",
+        "queue_wait_s", "ring_s", "talk_s", "stints", "overflows", "offered_agents", "missed_rings", "hung_up_by",
+        "rules_version", "rule_id",
+    ),
+    "agent_state_events": (
+        "event_key", "at", "pbx", "agent", "kind", "status", "paused", "reason", "queue", "detail",
+    ),
+}
+_TIME_COLS = {"at", "controller_at", "entered_at", "answered_at", "ended_at"}
+_JSON_COLS = {"detail", "stints"}
+_CODE = {"call_events": "e", "calls": "c", "agent_state_events": "a"}
+_TABLE_OF = {v: k for k, v in _CODE.items()}
+
+
+# Errors that say "the database is not reachable right now": retry later, keep the journal.
+# Anything else from PostgreSQL is about the rows themselves (a bug or bad data): the batch is
+# bisected so the good rows are written and the bad one goes to the dead-letter file.
+TRANSIENT = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+@dataclass
+class RecorderStats:
+    submitted: int = 0
+    written: int = 0
+    journaled: int = 0
+    batches: int = 0
+    db_failures: int = 0
+    replayed: int = 0
+    backlog_rows: int = 0
+    dead_letters: int = 0
+    last_error: str | None = None
+    segments_deleted: int = 0
+
+
+@dataclass
+class _Segment:
+    path: Path
+    rows: int = 0
+    committed: int = 0
+    closed: bool = False
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def record_row(r: JourneyRecord, pbx: str) -> tuple[Any, ...]:
+    return (
+        r.call_id, r.seq, r.pbx_at, r.controller_at, pbx, r.kind, r.ivr_node, r.queue, r.agent,
+        _jsonable(r.detail), r.rules_version, r.rule_id,
+    )
+
+
+def summary_row(s: CallSummary) -> tuple[Any, ...]:
+    d = s.to_dict()
+    hung = d.get("hung_up_by")
+    return (
+        s.call_id, s.pbx, s.caller, s.did, s.customer_id, s.vip, s.entered_at or s.ended_at, s.answered_at,
+        s.ended_at, s.outcome, s.abandon_stage, s.abandon_node, s.short_abandon, s.answered_via_ivr, s.queue,
+        s.agent, s.ivr_s, s.queue_wait_s, s.ring_s, s.talk_s, d["stints"], s.overflows, s.offered_agents,
+        s.missed_rings, hung, s.rules_version, s.rule_id,
+    )
+
+
+def agent_row(ev: Event) -> tuple[Any, ...] | None:
+    key = uuid.uuid4()
+    if isinstance(ev, AgentStatusChanged):
+        return (key, ev.at, ev.pbx, ev.agent, "status", ev.status.value, None, None, ev.queue, {})
+    if isinstance(ev, AgentPauseChanged):
+        return (key, ev.at, ev.pbx, ev.agent, "pause", None, ev.paused, ev.reason, ev.queue, {})
+    if isinstance(ev, QueueMemberChanged):
+        detail = {"added": ev.added, "penalty": ev.penalty}
+        return (key, ev.at, ev.pbx, ev.agent, "member", None, None, None, ev.queue, detail)
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value") and not isinstance(value, str | int | float | bool):
+        return value.value  # enums
+    return value
+
+
+def _encode_line(table: str, row: Sequence[Any]) -> str:
+    out = []
+    for v in row:
+        if isinstance(v, datetime):
+            out.append({"$t": v.isoformat()})
+        elif isinstance(v, uuid.UUID):
+            out.append(str(v))
+        else:
+            out.append(v)
+    return json.dumps([_CODE[table], out], ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode_line(line: str) -> tuple[str, tuple[Any, ...]]:
+    code, values = json.loads(line)
+    table = _TABLE_OF[code]
+    row = []
+    for col, v in zip(TABLES[table], values, strict=True):
+        if isinstance(v, dict) and "$t" in v and col in _TIME_COLS:
+            row.append(datetime.fromisoformat(v["$t"]))
+        elif col == "event_key" and isinstance(v, str):
+            row.append(uuid.UUID(v))
+        else:
+            row.append(v)
+    return table, tuple(row)
+
+
+# --- database writes ---------------------------------------------------------------------------
+
+
+_FCR_SQL = """
+WITH new AS (
+    SELECT n.call_id, n.customer_id, n.entered_at
+      FROM calls n WHERE n.call_id = ANY($1::text[]) AND n.customer_id IS NOT NULL
+), prev AS (
+    SELECT new.call_id,
+           (SELECT p.call_id FROM calls p
+             WHERE p.customer_id = new.customer_id AND p.outcome = 'answered'
+               AND p.entered_at < new.entered_at AND p.entered_at >= new.entered_at - $2::interval
+               AND p.call_id <> new.call_id
+             ORDER BY p.entered_at DESC LIMIT 1) AS prev_id
+      FROM new
+), upd_new AS (
+    UPDATE calls c SET repeat_of = prev.prev_id FROM prev
+     WHERE c.call_id = prev.call_id AND prev.prev_id IS NOT NULL AND c.repeat_of IS NULL
+    RETURNING c.call_id
+)
+UPDATE calls c SET first_contact_resolved = false FROM prev
+ WHERE c.call_id = prev.prev_id
+"""
+
+
+async def write_rows(conn: asyncpg.Connection, rows: Sequence[tuple[str, tuple[Any, ...]]], *, fcr_window_h: float) -> None:
+    """Write (table, row) pairs idempotently in one transaction, preserving table semantics."""
+    by_table: dict[str, list[tuple[Any, ...]]] = {}
+    for table, row in rows:
+        by_table.setdefault(table, []).append(row)
+    async with conn.transaction():
+        for table in ("call_events", "agent_state_events", "calls"):  # steps before summaries
+            batch = by_table.get(table)
+            if not batch:
+                continue
+            cols = TABLES[table]
+            tmp = f"_cc_in_{table}"
+            await conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            encoded = [tuple(json.dumps(v) if c in _JSON_COLS else v for c, v in zip(cols, r, strict=True))
+                       for r in batch]
+            await conn.copy_records_to_table(tmp, records=encoded, columns=list(cols))
+            collist = ", ".join(cols)
+            await conn.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM {tmp} ON CONFLICT DO NOTHING")
+            if table == "calls":
+                ids = [r[0] for r in batch]
+                await conn.execute(
+                    "UPDATE calls SET first_contact_resolved = true "
+                    "WHERE call_id = ANY($1::text[]) AND outcome = 'answered' AND first_contact_resolved IS NULL",
+                    ids,
+                )
+                await conn.execute(_FCR_SQL, ids, timedelta(hours=fcr_window_h))
+
+
+# --- the recorder --------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """See the module docstring. ``connect`` returns a new asyncpg connection."""
+
+    connect_kwargs: dict[str, Any]
+    journal_dir: Path
+    batch_size: int = 2000
+    flush_interval: float = 0.1
+    db_timeout: float = 5.0
+    segment_bytes: int = 16 * 1024 * 1024
+    retry_min: float = 0.2
+    retry_max: float = 5.0
+    fcr_window_h: float = 72.0
+    stats: RecorderStats = field(default_factory=RecorderStats)
+
+    def __post_init__(self) -> None:
+        self.journal_dir = Path(self.journal_dir)
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._segments: list[_Segment] = []
+        self._current: _Segment | None = None
+        self._fh: Any = None
+        self._conn: asyncpg.Connection | None = None
+        self._backlog = False
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._seg_seq = 0
+
+    # -- submission (synchronous; called from event handlers) ---------------------------------
+    def submit_records(self, records: Iterable[JourneyRecord], pbx: str) -> None:
+        for r in records:
+            self._pending.append(("call_events", record_row(r, pbx)))
+        self._poke()
+
+    def submit_summary(self, summary: CallSummary) -> None:
+        self._pending.append(("calls", summary_row(summary)))
+        self._poke()
+
+    def submit_agent_event(self, event: Event) -> bool:
+        row = agent_row(event)
+        if row is None:
+            return False
+        self._pending.append(("agent_state_events", row))
+        self._poke()
+        return True
+
+    def _poke(self) -> None:
+        self._idle.clear()
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+
+    @property
+    def healthy(self) -> bool:
+        return not self._backlog
+
+    @property
+    def backlog_rows(self) -> int:
+        return sum(s.rows - s.committed for s in self._segments) + len(self._pending)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        existing = sorted(self.journal_dir.glob("journal-*.jsonl"))
+        for p in existing:
+            rows = await asyncio.to_thread(_count_lines, p)
+            self._segments.append(_Segment(p, rows=rows, closed=True))
+            self._seg_seq = max(self._seg_seq, int(p.stem.split("-")[1]))
+        if existing:
+            self._backlog = True
+            log.warning("recorder: %d journal segment(s) with %d rows from a previous run: replaying",
+                        len(existing), sum(s.rows for s in self._segments))
+        self._open_segment()
+        self._task = asyncio.create_task(self._run(), name="recorder")
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush what is pending to the journal (always) and to the database (if it answers)."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                log.warning("recorder: database did not catch up within %.0f s; %d rows stay in the journal "
+                            "and are replayed at the next start", timeout, self.backlog_rows)
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._pending:  # cancelled mid-way: the journal must still get them
+            await self._journal(self._take())
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        # a fully committed current segment is not needed any more
+        for seg in list(self._segments):
+            if seg.committed >= seg.rows:
+                self._delete(seg)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Wait until everything submitted so far is in the database (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._pending or self._backlog or any(s.committed < s.rows for s in self._segments):
+            self._wake.set()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"recorder backlog not drained: {self.backlog_rows} rows")
+            await asyncio.sleep(0.02)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _take(self) -> list[tuple[str, tuple[Any, ...]]]:
+        batch, self._pending = self._pending, []
+        return batch
+
+    def _open_segment(self) -> None:
+        self._seg_seq += 1
+        path = self.journal_dir / f"journal-{self._seg_seq:08d}.jsonl"
+        self._fh = path.open("a", encoding="utf-8")
+        self._current = _Segment(path)
+        self._segments.append(self._current)
+
+    def _delete(self, seg: _Segment) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            seg.path.unlink()
+        self._segments.remove(seg)
+        self.stats.segments_deleted += 1
+
+    async def _journal(self, batch: list[tuple[str, tuple[Any, ...]]]) -> _Segment:
+        assert self._current is not None
+        text = "".join(_encode_line(t, r) + "\n" for t, r in batch)
+        fh = self._fh
+
+        def write() -> None:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+        await asyncio.to_thread(write)
+        seg = self._current
+        seg.rows += len(batch)
+        self.stats.journaled += len(batch)
+        self.stats.submitted += len(batch)
+        if self._fh.tell() >= self.segment_bytes:
+            self._fh.close()
+            seg.closed = True
+            self._open_segment()
+        return seg
+
+    async def _db(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncio.wait_for(asyncpg.connect(**self.connect_kwargs), self.db_timeout)
+        return self._conn
+
+    async def _write(self, rows: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        conn = await self._db()
+        try:
+            await asyncio.wait_for(write_rows(conn, rows, fcr_window_h=self.fcr_window_h), self.db_timeout)
+        except TRANSIENT:
+            # a half-done transaction or a timed-out connection is not reused
+            conn.terminate()
+            self._conn = None
+            raise
+        except asyncpg.PostgresError as exc:
+            if len(rows) == 1:
+                await self._dead_letter(rows[0], exc)
+                return
+            mid = len(rows) // 2
+            await self._write(rows[:mid])
+            await self._write(rows[mid:])
+
+    async def _dead_letter(self, row: tuple[str, tuple[Any, ...]], exc: BaseException) -> None:
+        """A row PostgreSQL refuses for what it is (not for being unreachable): kept, with the
+        error, in ``dead-letter.jsonl`` beside the journal, and counted; never silently dropped."""
+        table, values = row
+        line = json.dumps({"error": f"{type(exc).__name__}: {exc}", "row": json.loads(_encode_line(table, values))},
+                          ensure_ascii=False)
+        path = self.journal_dir / "dead-letter.jsonl"
+
+        def write() -> None:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        await asyncio.to_thread(write)
+        self.stats.dead_letters += 1
+        log.error("recorder: %s row refused by PostgreSQL (%s), kept in %s", table, exc, path,
+                  extra={"call_id": values[0] if table != "agent_state_events" else None})
+
+    def _db_failed(self, exc: BaseException) -> None:
+        self.stats.db_failures += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        if not self._backlog:
+            log.error("recorder: database write failed (%s); rows are kept in the journal and replayed when "
+                      "PostgreSQL answers again", self.stats.last_error)
+        self._backlog = True
+
+    async def _run(self) -> None:
+        delay = self.retry_min
+        while True:
+            if not self._pending and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.flush_interval if not self._backlog else delay)
+            self._wake.clear()
+            batch = self._take()
+            if batch:
+                try:
+                    seg = await self._journal(batch)
+                except OSError as exc:
+                    # The local disk refused (full, read-only): keep the rows in memory, in order,
+                    # and try again; this is loud because it is the last line of defence.
+                    log.critical("recorder: cannot write the journal in %s: %s", self.journal_dir, exc)
+                    self._pending[:0] = batch
+                    await asyncio.sleep(delay)
+                    continue
+                if not self._backlog:
+                    try:
+                        await self._write(batch)
+                        seg.committed += len(batch)
+                        self.stats.written += len(batch)
+                        self.stats.batches += 1
+                        self._gc()
+                    except TRANSIENT as exc:
+                        self._db_failed(exc)
+            if self._backlog:
+                try:
+                    await self._replay()
+                    self._backlog = False
+                    delay = self.retry_min
+                    log.info("recorder: database back, journal replayed (%d rows so far)", self.stats.replayed)
+                except TRANSIENT as exc:
+                    self._db_failed(exc)
+                    delay = min(self.retry_max, delay * 2) * (0.8 + 0.4 * random.random())
+                    if self._closing:
+                        return  # the rows are safe in the journal
+            self.stats.backlog_rows = self.backlog_rows
+            if self._closing and not self._pending and not self._backlog:
+                return
+            if not self._pending:
+                self._idle.set()
+
+    async def _replay(self) -> None:
+        """Write every uncommitted journal row, oldest segment first, in batches."""
+        for seg in list(self._segments):
+            if seg.committed >= seg.rows:
+                continue
+            if seg is self._current:
+                self._fh.flush()
+            lines = await asyncio.to_thread(_read_lines, seg.path, seg.committed, seg.rows)
+            for i in range(0, len(lines), self.batch_size):
+                chunk = [_decode_line(x) for x in lines[i : i + self.batch_size]]
+                await self._write(chunk)
+                seg.committed += len(chunk)
+                self.stats.replayed += len(chunk)
+                self.stats.written += len(chunk)
+        self._gc()
+
+    def _gc(self) -> None:
+        for seg in list(self._segments):
+            if seg is not self._current and seg.committed >= seg.rows:
+                self._delete(seg)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.endswith(b"\n"))
+
+
+def _read_lines(path: Path, start: int, stop: int) -> list[str]:
+    """Lines [start, stop) of a segment; a torn last line (crash mid-write) is ignored."""
+    out: list[str] = []
+    with path.open("r", encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i >= stop:
+                break
+            if i >= start and line.endswith("\n"):
+                out.append(line)
+    return out
