@@ -608,6 +608,8 @@ def _on_connected(state: JourneyState, ev: AgentConnected, now: datetime, out: l
         # The "abandon" was followed by an agent of the same queue taking the call: the PBX
         # reported things out of order, the stint was in fact answered.
         state = _with_last_stint(state, replace(stint, outcome="answered", provisional=False, agent=ev.agent))
+    elif stint is not None and stint.provisional:
+        state = _rescind_abandon(state, out, now, at, to_queue=ev.queue)  # alive, with an agent elsewhere
     elif stint is not None and stint.open:
         state = _close_open_stint(state, at, "answered", agent=ev.agent)
     elif stint is not None and stint.outcome == "answered" and stint.agent is None:
@@ -642,9 +644,11 @@ def _on_queue_left(state: JourneyState, ev: QueueLeft, now: datetime, out: list[
         assert stint is not None
         move = next((m for m in state.pending_moves if m[0] == ev.queue), None)
         by_controller = False
-        if move is not None and outcome != "answered":
-            outcome, by_controller = "moved", True
+        if move is not None:
+            # An agent answering at the same moment wins over the move; either way it's used up.
             state = replace(state, pending_moves=tuple(m for m in state.pending_moves if m is not move))
+            if outcome != "answered":
+                outcome, by_controller = "moved", True
         provisional = outcome == "abandoned"
         state = _close_open_stint(
             state,

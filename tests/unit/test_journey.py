@@ -778,3 +778,22 @@ def test_a_menu_after_the_agent_is_not_via_ivr() -> None:
     row, _ = run(c)
     assert (row["answered_via_ivr"], row["ivr_path"], row["ivr_s"]) == (False, ["survey,s"], 0.5)
     assert row["hung_up_by"] == "agent"
+
+
+def test_a_move_that_loses_the_race_to_an_agent_is_used_up() -> None:
+    c = Calls("race").arrived(0).answered(0.0).join(1.0, "sales").offer(1.0, "sales", ALICE)
+    book = JourneyBook()
+    for e in c.events:
+        book.feed(e, e.at)
+    book.note_controller_move("race", "sales", "support", now=t(5.0))
+    # Alice answered just before the Redirect was carried out: answered, not moved
+    tail = Calls("race").leave(5.0, "sales", QueueLeaveReason.ANSWERED).connect(5.001, "sales", ALICE)
+    tail.complete(9.0, "sales", ALICE, HangupParty.AGENT)
+    # later the caller is sent to sales again and hangs up there: a real abandon
+    tail.join(9.5, "sales").leave(12.0, "sales", QueueLeaveReason.ABANDON).ended(12.001)
+    summary = None
+    for e in tail.events:
+        summary = book.feed(e, e.at).summary or summary
+    assert summary is not None
+    assert [(s.queue, s.outcome) for s in summary.stints] == [("sales", "answered"), ("sales", "abandoned")]
+    assert (summary.outcome, summary.agent, summary.overflows) == ("answered", ALICE, 0)
