@@ -164,6 +164,17 @@ async def _require_schema(db: Any) -> None:
         raise CliError("the database has no schema yet: run `callcenter db upgrade` first")
 
 
+# --- run -----------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from callcenter.app import run_daemon
+
+    return asyncio.run(run_daemon(settings, record=Path(args.record) if args.record else None, migrate=args.migrate))
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -186,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="override the settings")
     parser.add_argument("--log-format", choices=["text", "json"], help="text (default) or JSON lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run the controller daemon (connects to the configured PBXs)")
+    run.add_argument("--record", metavar="FILE", help="append the raw PBX traffic to FILE (replayable trace)")
+    run.add_argument("--migrate", action="store_true", help="upgrade the database schema before starting")
+    run.set_defaults(func=cmd_run, daemon=True)
 
     db = sub.add_parser("db", help="database schema migrations")
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")

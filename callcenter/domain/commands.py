@@ -96,6 +96,14 @@ class RouteToQueue(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseCall(Command):
+    """Stop driving the call: the PBX continues on its own default path (the dialplan's
+    default queue). Used when there is nothing to decide, or the decision failed."""
+
+    kind: ClassVar[str] = "release_call"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MoveToQueue(Command):
     """Move a call already waiting in a queue to another queue (overflow, redistribution)."""
 

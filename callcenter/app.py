@@ -1,0 +1,246 @@
+"""Composition root: builds the controller from the settings and owns every long-lived task.
+
+    PBX adapters --events--> Controller.on_event --> JourneyBook (pure) --> Recorder (journal, DB)
+                                                \\--> call driver (routing, issue-by-issue)  --> adapter.execute
+
+The ``Controller`` is the imperative shell around the pure journey reducer: it feeds events,
+persists the records and summaries that come back, and hands calls waiting for the controller
+(AsyncAGI, park) to the call driver. Every task is owned by one ``asyncio.TaskGroup``; a stop
+signal (SIGINT/SIGTERM) closes the PBX links, then flushes the recorder (to the database if it
+answers, else to the journal, replayed at the next start); a second signal forces exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from callcenter.calls.journey import JourneyBook
+from callcenter.domain.commands import Command, ReleaseCall
+from callcenter.domain.events import (
+    AgentPauseChanged,
+    AgentStatusChanged,
+    ControllerAttached,
+    Event,
+    QueueMemberChanged,
+)
+from callcenter.logs import call_context
+from callcenter.pbx.port import CommandResult, PbxPort
+from callcenter.settings import PbxSettings, Settings
+from callcenter.storage.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+# A call driver decides what to do with a call handed to the controller; it returns the
+# commands to run, in order. Routing plugs in here; without one, calls are released at once to
+# the dialplan's default queue (the dialplan's own fail-open path, without waiting for it).
+CallDriver = Callable[[ControllerAttached], Awaitable[list[Command]]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ControllerStats:
+    events: int = 0
+    records: int = 0
+    calls_ended: int = 0
+    handler_errors: int = 0
+    commands: int = 0
+    command_failures: int = 0
+
+
+@dataclass
+class Controller:
+    recorder: Recorder
+    adapters: dict[str, PbxPort] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)  # pbx name -> control | observe
+    short_abandon_s: float = 5.0
+    driver: CallDriver | None = None
+    clock: Clock = utcnow
+    stats: ControllerStats = field(default_factory=ControllerStats)
+
+    def __post_init__(self) -> None:
+        self.book = JourneyBook(short_abandon_s=self.short_abandon_s)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.listeners: list[Callable[[Event], None]] = []  # live views (API, wallboard)
+
+    def add_pbx(self, adapter: PbxPort, mode: str = "control") -> None:
+        self.adapters[adapter.name] = adapter
+        self.modes[adapter.name] = mode
+        adapter.subscribe(self.on_event)
+
+    # -- events ---------------------------------------------------------------------------------
+    def on_event(self, event: Event) -> None:
+        """Called by the adapters' dispatchers, in PBX order. Never raises: one bad event is
+        logged with its call id and the next one is handled as usual."""
+        self.stats.events += 1
+        with call_context(event.call_id):
+            try:
+                self._handle(event)
+            except Exception:
+                self.stats.handler_errors += 1
+                log.exception("controller: failed to handle %s", event.type)
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("controller: listener failed on %s", event.type)
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, AgentStatusChanged | AgentPauseChanged | QueueMemberChanged):
+            self.recorder.submit_agent_event(event)
+            return
+        update = self.book.feed(event, self.clock())
+        if update.records:
+            self.stats.records += len(update.records)
+            self.recorder.submit_records(update.records, pbx=event.pbx)
+        if update.summary is not None:
+            self.stats.calls_ended += 1
+            self.recorder.submit_summary(update.summary)
+        if isinstance(event, ControllerAttached) and self.modes.get(event.pbx) == "control":
+            self._spawn(self._drive(event), f"drive-{event.call_id}")
+
+    # -- driving calls --------------------------------------------------------------------------
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drive(self, event: ControllerAttached) -> None:
+        with call_context(event.call_id):
+            try:
+                commands = await self.driver(event) if self.driver else [self._release(event)]
+            except Exception:
+                log.exception("controller: call driver failed; releasing the call to the default queue")
+                commands = [self._release(event)]
+            for cmd in commands:
+                result = await self.execute(event.pbx, cmd)
+                if not result.ok:
+                    break
+
+    @staticmethod
+    def _release(event: ControllerAttached) -> Command:
+        return ReleaseCall(call_id=event.call_id, channel=event.channel)
+
+    async def execute(self, pbx: str, cmd: Command) -> CommandResult:
+        adapter = self.adapters.get(pbx)
+        if adapter is None:
+            return CommandResult(cmd.command_id, False, f"no PBX named {pbx!r}")
+        if self.modes.get(pbx) == "observe":
+            return CommandResult(cmd.command_id, False, f"PBX {pbx!r} is in observe mode")
+        self.stats.commands += 1
+        try:
+            result = await adapter.execute(cmd)
+        except Exception as exc:  # the adapter should not raise; never let one call stop others
+            log.exception("controller: %s failed", cmd.kind)
+            result = CommandResult(cmd.command_id, False, f"{type(exc).__name__}: {exc}")
+        if not result.ok:
+            self.stats.command_failures += 1
+            log.warning("controller: %s %s failed: %s", cmd.kind, cmd.command_id, result.error)
+        return result
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def build_adapter(pbx: PbxSettings, record: Path | None = None, timeout: float | None = None) -> PbxPort:
+    if pbx.type == "asterisk":
+        from callcenter.pbx.asterisk.adapter import AsteriskAdapter
+        from callcenter.pbx.asterisk.trace import TraceWriter
+
+        path = record or pbx.record
+        writer = TraceWriter(path) if path else None
+        assert pbx.port is not None and pbx.username is not None
+        return AsteriskAdapter.connect(
+            pbx.name, pbx.host, pbx.port, pbx.username, pbx.secret_value(), record=writer,
+            action_timeout=timeout or pbx.action_timeout_s,
+        )
+    raise ValueError(f"PBX {pbx.name!r}: type {pbx.type!r} is not supported by this version")
+
+
+async def run_daemon(settings: Settings, *, record: Path | None = None, migrate: bool = False,
+                     stop: asyncio.Event | None = None) -> int:
+    """``callcenter run``: until SIGINT/SIGTERM (or ``stop`` is set)."""
+    from callcenter.storage import db as dbmod
+
+    if not settings.pbx:
+        log.error("no PBX configured: add one under 'pbx:' in the settings (see config/callcenter.example.yaml)")
+        return 2
+    adapters = []
+    for i, pbx in enumerate(settings.pbx):
+        rec = None
+        if record is not None:
+            rec = record if len(settings.pbx) == 1 else record.with_name(f"{record.stem}.{pbx.name}{record.suffix}")
+        adapters.append((build_adapter(pbx, rec), pbx.mode))
+        del i
+
+    database = await dbmod.open_database(settings)
+    try:
+        if migrate or database.embedded is not None:
+            await asyncio.to_thread(dbmod.upgrade, database.dsn)
+        if await dbmod.current_revision(database.engine) is None:
+            log.error("the database has no schema: run `callcenter db upgrade` (or `callcenter run --migrate`)")
+            return 2
+        recorder = Recorder(database.connect_kwargs(), settings.journey.spill_path(),
+                            fcr_window_h=settings.journey.fcr_window_h)
+        controller = Controller(recorder, short_abandon_s=settings.journey.short_abandon_s)
+        for adapter, mode in adapters:
+            controller.add_pbx(adapter, mode)
+
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log.info("stopping (again to force)")
+                stop.set()
+            else:
+                log.warning("forced exit")
+                raise SystemExit(130)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, on_signal)
+
+        await recorder.start()
+        try:
+            for adapter, _ in adapters:
+                # A PBX that is down at start is not fatal: the client keeps reconnecting.
+                try:
+                    await adapter.start()
+                    log.info("connected to %s", adapter.name)
+                except Exception as exc:
+                    log.error("PBX %s: %s", adapter.name, exc)
+                    if type(exc).__name__ == "LoginError":
+                        return 2
+            await stop.wait()
+        finally:
+            for adapter, _ in adapters:
+                with contextlib.suppress(Exception):
+                    await adapter.close()
+            await controller.close()
+            await recorder.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        return 0
+    finally:
+        await database.close()
