@@ -369,3 +369,20 @@ def test_helpers() -> None:
     assert device_state("1") == "available" and device_state("8") == "on_hold" and device_state(None) == "unknown"
     env = decode_agi_env("agi_request%3A%20async%0Aagi_accountcode%3A%20%0Aagi_dnid%3A%205550110%0A%0A")
     assert env == {"agi_request": "async", "agi_accountcode": "", "agi_dnid": "5550110"}
+
+
+def test_resync_races_with_live_events() -> None:
+    """Events keep flowing while CoreShowChannels runs: a call that starts after the request
+    is not closed by the (older) snapshot, and a channel whose Hangup was already handled is
+    not revived by a snapshot that still lists it."""
+    feed = Feeder()
+    snapshot_at = feed.t
+    start_call(feed)  # Newchannel arrives after the request went out; not in the snapshot
+    gone = "PJSIP/pstn-00000009"
+    feed("Hangup", **snap(gone, "1795361300.9", "1795361300.9"), Cause=16)  # unknown to us, already over
+    stale = [AmiMessage({"Event": "CoreShowChannel", **snap(gone, "1795361300.9", "1795361300.9")})]
+    assert feed.tr.resync(stale, at=feed.t, snapshot_at=snapshot_at) == []
+    assert feed.tr.live_calls() == [CALL]
+    # Without the snapshot time the same snapshot would wrongly end the new call.
+    (ended,) = feed.tr.resync([], at=feed.t)
+    assert (ended.type, ended.call_id) == ("call_ended", CALL)

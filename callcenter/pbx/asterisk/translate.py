@@ -71,7 +71,7 @@ AsyncAGI
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -219,6 +219,7 @@ _ORIGINATE_REASONS: dict[str, str] = {
     "8": "congestion",
 }
 
+_GONE_MAX = 4096
 _AGI_REPLY = re.compile(r"^(?P<code>\d{3})(?: result=(?P<result>\S*))?")
 _UNKNOWN_VALUES = frozenset({"", "<unknown>", "unknown"})
 
@@ -292,6 +293,7 @@ class _Leg:
     spy_mode_app: SpyMode | None = None
     spy_mode_var: SpyMode | None = None
     spying: tuple[str, str, SpyMode | None] | None = None  # (spied call id, target, mode)
+    seen_at: datetime | None = None  # when we first heard of it (resync races)
 
 
 @dataclass(slots=True)
@@ -343,6 +345,8 @@ class AsteriskTranslator:
         self._calls: dict[str, _Call] = {}
         self._member_status: dict[str, str] = {}
         self._member_pause: dict[tuple[str, str], tuple[bool, str | None]] = {}
+        # Uniqueids whose Hangup we handled, so a snapshot taken just before cannot revive them.
+        self._gone: OrderedDict[str, None] = OrderedDict()
         self._handlers: dict[str, Handler] = {
             "Newchannel": self._on_newchannel,
             "Newstate": self._on_newstate,
@@ -410,6 +414,7 @@ class AsteriskTranslator:
         queue_status: Iterable[AmiMessage] = (),
         *,
         at: datetime,
+        snapshot_at: datetime | None = None,
     ) -> list[Event]:
         """Reconcile with a fresh snapshot after a (re)connect.
 
@@ -421,6 +426,11 @@ class AsteriskTranslator:
         ``ControllerAttached`` if it sits in ``AGI(agi:async)`` -- AsyncAGIStart is one-shot, a
         controller that connects later must find waiting channels itself). Member device and
         pause states are re-announced where they differ from what we knew.
+
+        Live events keep flowing while the snapshot is taken: ``snapshot_at`` (when the
+        CoreShowChannels request was sent, on the clock of ``feed``'s ``at``) protects channels
+        first seen after it from being closed, and channels whose Hangup was already handled
+        are not adopted from a snapshot that still listed them.
         """
         events: list[Event] = []
         live: dict[str, AmiMessage] = {}
@@ -429,10 +439,12 @@ class AsteriskTranslator:
                 live[m["Channel"]] = m
 
         # 1. what vanished while we were away
-        for channel in list(self._legs):
+        for channel, leg in list(self._legs.items()):
             if channel in live:
                 continue
-            leg = self._legs.pop(channel)
+            if snapshot_at is not None and leg.seen_at is not None and leg.seen_at >= snapshot_at:
+                continue
+            del self._legs[channel]
             if leg.spying is not None:
                 spied, target, mode = leg.spying
                 events.append(self._spy_event(SpyStopped, spied, channel, target, mode, at))
@@ -450,7 +462,7 @@ class AsteriskTranslator:
                 )
 
         # 2. what appeared: callers first so their legs can be attached
-        fresh = [m for ch, m in live.items() if ch not in self._legs]
+        fresh = [m for ch, m in live.items() if ch not in self._legs and m.get("Uniqueid") not in self._gone]
         fresh.sort(key=lambda m: m.get("Uniqueid") != m.get("Linkedid"))
         for m in fresh:
             events.extend(self._adopt(m, at))
@@ -468,7 +480,7 @@ class AsteriskTranslator:
         return events
 
     # -- leg/call bookkeeping -----------------------------------------------------------------
-    def _leg(self, msg: AmiMessage, prefix: str = "") -> _Leg | None:
+    def _leg(self, msg: AmiMessage, at: datetime, prefix: str = "") -> _Leg | None:
         channel = msg.get(prefix + "Channel")
         if not channel:
             return None
@@ -481,13 +493,16 @@ class AsteriskTranslator:
             return None
         # Seen mid-life (we connected after its Newchannel): a leg of its Linkedid's call;
         # promoted to caller by the first caller-only event (queue join, AsyncAGI).
-        leg = _Leg(channel, uniqueid, linkedid, "other" if uniqueid != linkedid else "originated")
-        self._legs[channel] = leg
+        return self._track(_Leg(channel, uniqueid, linkedid, "other" if uniqueid != linkedid else "originated"), at)
+
+    def _track(self, leg: _Leg, at: datetime) -> _Leg:
+        leg.seen_at = at
+        self._legs[leg.channel] = leg
         return leg
 
     def _caller(self, msg: AmiMessage, at: datetime, events: list[Event]) -> tuple[_Leg, _Call] | None:
         """The caller leg + call for an event only a caller leg produces; adopts unseen calls."""
-        leg = self._leg(msg)
+        leg = self._leg(msg, at)
         if leg is None:
             return None
         call = self._calls.get(leg.call_id)
@@ -526,16 +541,14 @@ class AsteriskTranslator:
         data = m.get("ApplicationData") or ""
         if uniqueid != linkedid:
             kind: LegKind = "agent" if app == "appqueue" else "other"
-            self._legs[channel] = _Leg(channel, uniqueid, linkedid, kind)
+            self._track(_Leg(channel, uniqueid, linkedid, kind), at)
             return events
         if app in ("appdial", "appdial2", "appqueue", "chanspy"):
-            leg = _Leg(channel, uniqueid, linkedid, "originated")
+            leg = self._track(_Leg(channel, uniqueid, linkedid, "originated"), at)
             if app == "chanspy":
                 leg.spy_mode_app = spy_mode_from_options(data.rpartition(",")[2] if "," in data else "")
-            self._legs[channel] = leg
             return events
-        leg = _Leg(channel, uniqueid, linkedid, "caller")
-        self._legs[channel] = leg
+        leg = self._track(_Leg(channel, uniqueid, linkedid, "caller"), at)
         call = _Call(linkedid, channel, observed_from_start=False)
         self._calls[linkedid] = call
         events.append(self._arrived(m, leg, call, at, did=None))
@@ -594,14 +607,13 @@ class AsteriskTranslator:
         if not channel or not uniqueid:
             return []
         if uniqueid != linkedid:
-            self._legs[channel] = _Leg(channel, uniqueid, linkedid, "other")
+            self._track(_Leg(channel, uniqueid, linkedid, "other"), at)
             return []
         if msg.get("ChannelState") != _CALLER_STATE_RING:
             # Down-state channel with its own Linkedid: Originate (spy leg, callback).
-            self._legs[channel] = _Leg(channel, uniqueid, linkedid, "originated")
+            self._track(_Leg(channel, uniqueid, linkedid, "originated"), at)
             return []
-        leg = _Leg(channel, uniqueid, linkedid, "caller")
-        self._legs[channel] = leg
+        leg = self._track(_Leg(channel, uniqueid, linkedid, "caller"), at)
         call = _Call(linkedid, channel, observed_from_start=True)
         call.position = (msg.get("Context") or "", msg.get("Exten") or "")
         self._calls[linkedid] = call
@@ -738,6 +750,11 @@ class AsteriskTranslator:
 
     def _on_hangup(self, msg: AmiMessage, at: datetime) -> list[Event]:
         channel = msg.get("Channel") or ""
+        uniqueid = msg.get("Uniqueid")
+        if uniqueid:
+            self._gone[uniqueid] = None
+            if len(self._gone) > _GONE_MAX:
+                self._gone.popitem(last=False)
         leg = self._legs.pop(channel, None)
         if leg is None:
             return []
@@ -918,8 +935,7 @@ class AsteriskTranslator:
             return []
         leg = self._legs.get(dest)
         if leg is None:
-            leg = _Leg(dest, msg.get("DestUniqueid") or "", call_id, "agent")
-            self._legs[dest] = leg
+            leg = self._track(_Leg(dest, msg.get("DestUniqueid") or "", call_id, "agent"), at)
         leg.kind = "agent"
         leg.call_id = call_id
         leg.queue = msg.get("Queue")
@@ -1140,7 +1156,7 @@ class AsteriskTranslator:
         spied = msg.get("SpyeeLinkedid")
         if not spyer or not target or not spied:
             return []
-        leg = self._leg(msg, prefix="Spyer")
+        leg = self._leg(msg, at, prefix="Spyer")
         mode = None
         if leg is not None:
             # ChanSpyStart says nothing about whisper/barge: the spyer's own ChanSpy AppData

@@ -1,0 +1,241 @@
+"""``AsteriskAdapter``: the PBX port over AMI + AsyncAGI (imperative shell).
+
+Wiring only: the AMI client (``callcenter.pbx.asterisk.client``) owns the socket, login,
+reconnects, action/response correlation and per-call ordered event dispatch;
+``AsteriskTranslator`` turns what it reads into domain events; ``actions.plan`` turns commands
+into AMI actions / AGI commands. Nothing past this module sees a raw AMI message.
+
+* Events: every AMI event goes through the translator, whether or not the call is driven by
+  the controller (observe mode: calls that never reach ``AGI(agi:async)`` are reported too).
+  Subscribers are awaited inside the client's event workers, so they inherit its guarantees
+  (in order per call, back-pressure on the socket when they fall behind). A failing
+  subscriber is logged and does not keep the event from the others.
+* (Re)connect: the client awaits ``on_connected`` after every login, once the events of the
+  old link are handled. ``CoreShowChannels`` + ``QueueStatus`` are read and fed to
+  ``translator.resync``: calls that ended while the link was down are closed (``CallEnded``,
+  cause unknown), calls we did not see start are adopted (a caller already waiting in
+  ``AGI(agi:async)`` is announced with ``ControllerAttached``: AsyncAGIStart is one-shot).
+* Commands for one call run strictly in order (one lock per call). AGI commands go to the
+  caller's channel only while it sits in AsyncAGI; their completion is the ``AsyncAGIExec``
+  with our CommandID. Each AGI command first renews the dialplan's fail-open guard
+  (``TIMEOUT(absolute)``, see ``actions.plan(lease_s=...)``), so a controller that stops
+  talking mid-IVR still lets the call fall through to the default queue. A command whose AGI
+  session ends first (BREAK, hangup, Redirect, the fail-open timeout) fails at once
+  (``AgiEnded``) instead of waiting for a timeout.
+* Originate (supervisor spy, callbacks): the ActionID is ``<command_id>@<adapter token>``, so
+  the later ``OriginateResponse`` maps back to the command: ``OriginateResult.request_id`` is
+  the command id. Originates sent by other AMI clients keep their own ActionID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from callcenter.domain.commands import CollectDigits, Command
+from callcenter.domain.events import CallEnded, Event, OriginateResult
+from callcenter.pbx.asterisk.actions import AgiCommand, AmiAction, DialplanNames, plan
+from callcenter.pbx.asterisk.client import ActionFailed, AgiEnded, AmiClient, AmiError
+from callcenter.pbx.asterisk.message import AmiMessage
+from callcenter.pbx.asterisk.protocol import agi_result
+from callcenter.pbx.asterisk.trace import TraceWriter
+from callcenter.pbx.asterisk.translate import AsteriskTranslator
+from callcenter.pbx.port import CommandResult, EventHandler
+
+__all__ = ["AsteriskAdapter"]
+
+log = logging.getLogger(__name__)
+
+_ORIGINATES_MAX = 1024
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AsteriskAdapter:
+    """``PbxPort`` for one Asterisk node, on top of an ``AmiClient`` (or anything with its API)."""
+
+    def __init__(
+        self,
+        name: str,
+        client: AmiClient,
+        *,
+        translator: AsteriskTranslator | None = None,
+        names: DialplanNames | None = None,
+        action_timeout: float = 10.0,
+        agi_timeout: float = 120.0,
+        controller_lease_s: int | None = 30,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._name = name
+        self._client = client
+        self.translator = translator or AsteriskTranslator(name)
+        self._names = names or DialplanNames()
+        self._action_timeout = action_timeout
+        self._agi_timeout = agi_timeout
+        self._lease_s = controller_lease_s
+        self._clock = clock  # must be the client's clock: resync compares it with event times
+        self._handlers: list[EventHandler] = []
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._token = secrets.token_hex(4)
+        self._originates: OrderedDict[str, str] = OrderedDict()  # ActionID -> command_id
+        client.on_event(self._on_ami_event)
+        client.on_connected(self._on_connected)
+        client.on_disconnected(self._on_disconnected)
+
+    @classmethod
+    def connect(
+        cls,
+        name: str,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        *,
+        record: TraceWriter | None = None,
+        client_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> AsteriskAdapter:
+        """The adapter with a real AMI client (nothing connects before ``start()``)."""
+        client = AmiClient(host, port, username, secret, name=name, record=record, **(client_options or {}))
+        return cls(name, client, **options)
+
+    # -- PbxPort ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._client.connected)
+
+    def subscribe(self, handler: EventHandler) -> None:
+        self._handlers.append(handler)
+
+    async def start(self) -> None:
+        """Connect and log in; the first resync has run (and been published) when this returns."""
+        await self._client.start()
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def execute(self, cmd: Command) -> CommandResult:
+        key = cmd.call_id or cmd.channel or cmd.command_id
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            return await self._execute(cmd)
+
+    # -- events -------------------------------------------------------------------------------
+    async def _on_ami_event(self, msg: AmiMessage, at: datetime) -> None:
+        await self._publish(self.translator.feed(msg, at))
+
+    async def _publish(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if isinstance(event, OriginateResult) and event.request_id in self._originates:
+                command_id = self._originates.pop(event.request_id)
+                event = dataclasses.replace(
+                    event, request_id=command_id, extra={**event.extra, "action_id": event.request_id}
+                )
+            elif isinstance(event, CallEnded) and event.call_id:
+                lock = self._locks.get(event.call_id)
+                if lock is not None and not lock.locked():
+                    del self._locks[event.call_id]
+            for handler in list(self._handlers):
+                try:
+                    result = handler(event)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("pbx %s: event handler failed on %s (call %s)", self._name, event.type, event.call_id)
+
+    async def _on_connected(self) -> None:
+        snapshot_at = self._clock()
+        try:
+            _, channels = await self._client.action_list("CoreShowChannels", timeout=self._action_timeout)
+            _, queue_status = await self._client.action_list("QueueStatus", timeout=self._action_timeout)
+        except AmiError as exc:
+            log.warning("pbx %s: resync after connect failed (%s); live state may be stale", self._name, exc)
+            return
+        events = self.translator.resync(channels, queue_status, at=self._clock(), snapshot_at=snapshot_at)
+        log.info("pbx %s: connected, %d live call(s) after resync", self._name, len(self.translator.live_calls()))
+        await self._publish(events)
+
+    def _on_disconnected(self, exc: Exception | None) -> None:
+        if exc is not None:
+            log.warning("pbx %s: AMI link lost (%s); reconnecting", self._name, exc)
+
+    # -- commands -----------------------------------------------------------------------------
+    def _fail(self, cmd: Command, error: str, detail: dict[str, Any]) -> CommandResult:
+        return CommandResult(cmd.command_id, ok=False, error=error, detail=detail)
+
+    async def _execute(self, cmd: Command) -> CommandResult:
+        channel = cmd.channel or (self.translator.caller_channel(cmd.call_id) if cmd.call_id else None)
+        try:
+            steps = plan(cmd, channel=channel, names=self._names, lease_s=self._lease_s)
+        except ValueError as exc:
+            return self._fail(cmd, str(exc), {})
+        if not self.connected:
+            return self._fail(cmd, "AMI link is down", {})
+        detail: dict[str, Any] = {}
+        for step in steps:
+            if isinstance(step, AgiCommand):
+                failure = await self._run_agi(cmd, channel, step, detail)
+            else:
+                failure = await self._run_action(cmd, step, detail)
+            if failure is not None:
+                return self._fail(cmd, failure, detail)
+        return CommandResult(cmd.command_id, ok=True, detail=detail)
+
+    async def _run_action(self, cmd: Command, step: AmiAction, detail: dict[str, Any]) -> str | None:
+        headers = list(step.headers)
+        if step.name == "Originate":
+            action_id = f"{cmd.command_id}@{self._token}"
+            headers.insert(0, ("ActionID", action_id))
+            self._originates[action_id] = cmd.command_id
+            while len(self._originates) > _ORIGINATES_MAX:
+                self._originates.popitem(last=False)
+            detail["request_id"] = cmd.command_id
+        try:
+            await self._client.action(step.name, headers, timeout=self._action_timeout)
+        except ActionFailed as exc:  # Response: Error (No such channel, Not there...)
+            return f"{step.name}: {exc}"
+        except (AmiError, ValueError) as exc:  # timeout, link lost: may or may not have run
+            return f"{step.name}: {type(exc).__name__}: {exc}"
+        return None
+
+    async def _run_agi(self, cmd: Command, channel: str | None, step: AgiCommand, detail: dict[str, Any]) -> str | None:
+        if channel is None:
+            return "no channel for the call"
+        call_id = cmd.call_id or self.translator.call_of_channel(channel)
+        if call_id in self.translator.live_calls() and not self.translator.is_controlled(call_id or ""):
+            return "call is not under controller (not in AGI(agi:async))"
+        timeout = self._agi_timeout
+        if isinstance(cmd, CollectDigits):
+            timeout += cmd.timeout_ms / 1000
+        verb = " ".join(step.command.split(" ", 2)[:2])
+        try:
+            exec_event = await self._client.agi(channel, step.command, command_id=step.command_id, timeout=timeout)
+        except AgiEnded:
+            return f"{verb}: the AGI session ended before it ran (BREAK, hangup, redirect or controller timeout)"
+        except ActionFailed as exc:  # Channel ... does not exist.
+            return f"{verb}: {exc}"
+        except AmiError as exc:
+            return f"{verb}: {type(exc).__name__}: {exc}"
+        result = agi_result(exec_event)
+        detail["result"] = result.text.strip()
+        if not result.ok:
+            return f"{verb}: {detail['result']}"
+        if result.result == "-1":
+            # The same -1 for a caller hangup and the fail-open timeout (asyncagi traces).
+            return f"{verb}: cut off (caller hangup or controller timeout)"
+        if step.command.startswith("GET DATA"):
+            detail["digits"] = result.result or ""
+        return None
