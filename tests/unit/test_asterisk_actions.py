@@ -18,6 +18,7 @@ from callcenter.domain.commands import (
     Originate,
     PauseAgent,
     PlayPrompt,
+    ReleaseCall,
     RemoveQueueMember,
     RouteToQueue,
     SetDisplayName,
@@ -112,6 +113,14 @@ def test_asyncagi_commands_match_the_trace_byte_for_byte() -> None:
 def test_route_to_queue_ids_end_with_the_command_id() -> None:
     steps = plan(RouteToQueue(queue="vip", priority=0, command_id="cc-7"))
     assert [s.command_id for s in steps if isinstance(s, AgiCommand)] == ["cc-7/queue", "cc-7/prio", "cc-7"]
+
+
+def test_release_call_clears_the_queue_choice_and_breaks() -> None:
+    frame = sent("asyncagi_no_controller", "AGI")[0]  # phase B: a bare BREAK -> default queue
+    steps = plan(ReleaseCall(channel="PJSIP/pstn-00000001", command_id="b1-break"))
+    assert steps[0] == AgiCommand('SET VARIABLE CC_QUEUE ""', "b1-break/queue")
+    assert wire(steps[1], frame, channel="PJSIP/pstn-00000001") == frame
+    assert plan(ReleaseCall(command_id="x"), lease_s=30) == plan(ReleaseCall(command_id="x"))
 
 
 def test_answer_and_collect_with_node() -> None:

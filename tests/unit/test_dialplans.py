@@ -158,6 +158,7 @@ def _every_command() -> list[c.Command]:
         c.SetDisplayName(name="x", channel=ch),
         c.SetVariable(name="X", value="1", channel=ch),
         c.RouteToQueue(queue="sales", channel=ch),
+        c.ReleaseCall(channel=ch),
         c.MoveToQueue(queue="sales", min_penalty=1, channel=ch),
         c.HangUp(channel=ch),
         c.StartSpy(supervisor_endpoint="PJSIP/1009", target="PJSIP/1001", mode=SpyMode.WHISPER),

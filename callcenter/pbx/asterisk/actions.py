@@ -32,6 +32,7 @@ from callcenter.domain.commands import (
     Originate,
     PauseAgent,
     PlayPrompt,
+    ReleaseCall,
     RemoveQueueMember,
     RouteToQueue,
     SetDisplayName,
@@ -253,6 +254,13 @@ def _plan(cmd: Command, *, channel: str | None, names: DialplanNames) -> list[St
         return [
             _set_var(names.queue_variable, queue, f"{cid}/queue"),
             _set_var(names.priority_variable, str(int(cmd.priority)), f"{cid}/prio"),
+            AgiCommand("ASYNCAGI BREAK", cid),
+        ]
+    if isinstance(cmd, ReleaseCall):
+        # Back to the dialplan's own path: with CC_QUEUE empty, [cc-inbound] continues into the
+        # default queue (asyncagi_no_controller phase B: a bare BREAK -> Queue(support)).
+        return [
+            _set_var(names.queue_variable, "", f"{cid}/queue"),
             AgiCommand("ASYNCAGI BREAK", cid),
         ]
     if isinstance(cmd, MoveToQueue):
