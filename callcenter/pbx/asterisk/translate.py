@@ -340,6 +340,7 @@ class AsteriskTranslator:
         self.pbx = pbx_name
         self.unknown: Counter[str] = Counter()
         self._watched = frozenset(_var_name(v) for v in watch_variables)
+        self._interesting_vars = self._watched | {"CC_NODE", "CC_DID", "CC_SPY_MODE"}
         self._ivr_apps = frozenset(a.lower() for a in ivr_apps)
         self._legs: dict[str, _Leg] = {}
         self._calls: dict[str, _Call] = {}
@@ -683,10 +684,14 @@ class AsteriskTranslator:
         return []
 
     def _on_varset(self, msg: AmiMessage, at: datetime) -> list[Event]:
+        # VarSet is about half of all AMI traffic (up to 240 per call in the traces) and almost
+        # all of it is app_queue/RTP bookkeeping: look at the name before anything else.
+        name = _var_name(msg.get("Variable") or "")
+        if name not in self._interesting_vars:
+            return []
         leg = self._legs.get(msg.get("Channel") or "")
         if leg is None:
             return []
-        name = _var_name(msg.get("Variable") or "")
         value = msg.get("Value") or ""
         if leg.kind == "originated":
             if name == "CC_SPY_MODE" and value in SpyMode._value2member_map_:
