@@ -367,3 +367,36 @@ def test_utf8_stream_any_cuts(cuts: list[int]) -> None:
     assert pieces[1].get("CallerIDName") == "Jürgen Ñandú 李"
     assert pieces[-1].get("CallerIDName") == "Ивáнова"
     assert parser.decode_errors == 0
+
+
+def test_case_insensitive_get_survives_length_changing_lowercase() -> None:
+    # 'İ'.lower() is two characters: index arithmetic on the lowered text would be off.
+    (msg,) = AmiParser(expect_banner=False).feed(
+        "Event: NewCallerid\r\nCallerIDName: İİİ Öz\r\nCommandId: c-7\r\n\r\n".encode()
+    )
+    assert msg.get("commandid") == "c-7"
+    assert msg.get("COMMANDID") == "c-7"
+    assert msg.get("callerIDname") == "İİİ Öz"
+    assert msg.get("nothing", "d") == "d"
+    (plain,) = AmiParser(expect_banner=False).feed(b"Event: AsyncAGIExec\r\nCommandId: c-8\r\n\r\n")
+    assert plain.get("CommandID") == "c-8"  # the AGI action's spelling finds the event's
+    assert plain.get("privilege", "none") == "none"
+
+
+def test_call_key_prefers_linkedid_then_uniqueid_then_dest_ids() -> None:
+    msgs = AmiParser().feed(b"".join(recv_frames("whisper_barge.ami.txt")))
+    for m in msgs[1:]:
+        expected = (
+            m.headers.get("Linkedid")
+            or m.headers.get("Uniqueid")
+            or m.headers.get("DestLinkedid")
+            or m.headers.get("DestUniqueid")
+            or m.headers.get("SpyerLinkedid")
+            or ""
+        )
+        assert m.call_key() == expected
+    agent_connect = next(m for m in msgs if m.event == "AgentConnect")
+    assert agent_connect.call_key() == agent_connect["Linkedid"] != agent_connect["DestUniqueid"]
+    member = next(m for m in msgs if m.event == "QueueMemberStatus")
+    assert member.call_key() == ""
+    assert AmiMessage({"Event": "DialBegin", "DestUniqueid": "5.1"}).call_key() == "5.1"

@@ -227,13 +227,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _call_key(msg: AmiMessage) -> str:
-    get = msg.get_exact
-    return (
-        get("Linkedid") or get("Uniqueid") or get("DestLinkedid") or get("DestUniqueid") or get("SpyerLinkedid") or ""
-    )
-
-
 def _is_complete(msg: AmiMessage, event: str) -> bool:
     return msg.get_exact("EventList") == "Complete" or event.endswith("Complete")
 
@@ -560,35 +553,38 @@ class AmiClient:
         if not msgs:
             return
         st.messages += len(msgs)
-        now = self._clock()
+        now = self._clock()  # one stamp per read: all its messages arrived together
         rec = self._record
         shards = self._shards
         nshards = self._nshards
-        call_key = _call_key
+        global_shard = self._global
+        enqueued = 0
         for msg in msgs:
             if rec is not None:
                 rec.recv(msg.raw)
-            get = msg.get_exact
-            event = get("Event")
+            event = msg.event
             if event is None:
                 self._on_non_event(conn, msg)
                 continue
             if conn.lists or conn.abandoned:
-                aid = get("ActionID")
+                aid = msg.get_exact("ActionID")
                 if aid is not None and self._list_item(conn, msg, event, aid):
                     continue
             if conn.agi and (event == "AsyncAGIExec" or event == "AsyncAGIEnd" or event == "Hangup"):
                 self._agi_event(conn, msg, event)
-            key = call_key(msg)
-            shard = shards[hash(key) % nshards] if key else self._global
+            key = msg.call_key()
+            shard = shards[hash(key) % nshards] if key else global_shard
             shard.queue.append((msg, now, key))
             waiter = shard.waiter
             if waiter is not None:
                 shard.waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
-            st.events += 1
-            depth = self._depth + 1
+            enqueued += 1
+        if enqueued:
+            # No worker runs while this callback does, so the bound is checked once per read.
+            st.events += enqueued
+            depth = self._depth + enqueued
             self._depth = depth
             if depth > st.queue_high_water:
                 st.queue_high_water = depth
@@ -704,23 +700,30 @@ class AmiClient:
                 shard.waiter = waiter
                 await waiter
                 continue
+            handlers = self._handlers
             budget = _YIELD_EVERY
-            while queue and budget:
-                budget -= 1
-                msg, at, key = queue.popleft()
-                if msg is None:
-                    if not at.done():
-                        at.set_result(None)
-                    continue
-                self._depth -= 1
-                for handler in self._handlers:
-                    try:
-                        result = handler(msg, at)
-                        if result is not None and inspect.isawaitable(result):
-                            await result
-                    except Exception as exc:
-                        self._handler_failed(handler, msg, key, exc)
-                st.events_handled += 1
+            taken = 0
+            try:
+                while queue and budget:
+                    budget -= 1
+                    msg, at, key = queue.popleft()
+                    if msg is None:  # a barrier (drain / resync): everything before it is handled
+                        if not at.done():
+                            at.set_result(None)
+                        continue
+                    taken += 1
+                    for handler in handlers:
+                        try:
+                            result = handler(msg, at)
+                            if result is not None and inspect.isawaitable(result):
+                                await result
+                        except Exception as exc:
+                            self._handler_failed(handler, msg, key, exc)
+            finally:
+                # Accounted per batch, not per event: the depth is only compared with the
+                # bounds, where being off by < one batch does not matter.
+                self._depth -= taken
+                st.events_handled += taken
             self._after_batch()
             if queue:
                 await asyncio.sleep(0)

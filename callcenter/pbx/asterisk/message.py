@@ -58,6 +58,20 @@ def parse_header_lines(lines: list[str]) -> tuple[dict[str, str], dict[str, tupl
     return headers, {k: tuple(v) for k, v in multi.items()}
 
 
+_NEEDLES: dict[str, tuple[str, str, int]] = {}
+
+
+def _needles(key: str) -> tuple[str, str, int]:
+    """``("Key: ", "\\r\\nKey: ", len("Key: "))``, cached for the keys code asks for."""
+    found = _NEEDLES.get(key)
+    if found is None:
+        head = key + ": "
+        found = (head, "\r\n" + head, len(head))
+        if len(_NEEDLES) < 4096:  # keys come from code, but never let odd input grow it
+            _NEEDLES[key] = found
+    return found
+
+
 class AmiMessage:
     """An AMI message: ``AmiMessage(headers, repeated)`` or lazily from the frame text.
 
@@ -65,7 +79,7 @@ class AmiMessage:
     keep them (trace recording); ``b""`` otherwise. It takes no part in ``==``.
     """
 
-    __slots__ = ("_h", "_r", "_text", "raw")
+    __slots__ = ("_event", "_h", "_r", "_text", "raw")
 
     def __init__(
         self,
@@ -76,16 +90,22 @@ class AmiMessage:
         self._h: dict[str, str] | None = headers
         self._r: dict[str, tuple[str, ...]] | None = {} if repeated is None else repeated
         self._text: str | None = None
+        self._event: str | None = headers.get("Event")
         self.raw = raw
 
     @classmethod
-    def from_text(cls, text: str, raw: bytes = b"") -> AmiMessage:
-        """A lazy message over the decoded frame: CRLF-separated lines, no final blank line."""
+    def from_text(cls, text: str, raw: bytes = b"", event: str | None = None) -> AmiMessage:
+        """A lazy message over the decoded frame: CRLF-separated lines, no final blank line.
+
+        ``event``: the ``Event`` value if the caller already knows it (the parser does, from
+        the first line); otherwise it is looked up here.
+        """
         msg = _new(cls)
         msg._h = None
         msg._r = None
         msg._text = text
         msg.raw = raw
+        msg._event = event if event is not None else msg.get_exact("Event")
         return msg
 
     # -- materialisation --------------------------------------------------------------------
@@ -132,16 +152,15 @@ class AmiMessage:
         h = self._h
         if h is not None:
             return h.get(key)
-        text = self._text
-        assert text is not None
-        head = key + ": "
+        text: str = self._text  # type: ignore[assignment]  # lazy messages always have text
+        head, mid, n = _NEEDLES.get(key) or _needles(key)
         if text.startswith(head):
-            start = len(head)
+            start = n
         else:
-            i = text.find("\r\n" + head)
+            i = text.find(mid)
             if i < 0:
                 return None
-            start = i + 2 + len(head)
+            start = i + n + 2
         end = text.find("\r\n", start)
         return text[start:] if end < 0 else text[start:end]
 
@@ -150,17 +169,17 @@ class AmiMessage:
     # ActionID of the Originate (seen in the whisper_barge trace), so ``Event:`` wins.
     @property
     def event(self) -> str | None:
-        return self.get_exact("Event")
+        return self._event
 
     @property
     def response(self) -> str | None:
-        if self.get_exact("Event") is not None:
+        if self._event is not None:
             return None
         return self.get_exact("Response")
 
     @property
     def is_event(self) -> bool:
-        return self.get_exact("Event") is not None
+        return self._event is not None
 
     @property
     def is_response(self) -> bool:
@@ -182,24 +201,35 @@ class AmiMessage:
 
     # -- access ---------------------------------------------------------------------------
     def get(self, key: str, default: str | None = None) -> str | None:
-        value = self.get_exact(key)
-        if value is not None:
-            return value
-        if self._h is None:
+        h = self._h
+        if h is not None:
+            value = h.get(key)
+            if value is not None:
+                return value
+        else:
+            # get_exact inlined: this is what translators call for every field they read.
+            text: str = self._text  # type: ignore[assignment]
+            head, mid, n = _NEEDLES.get(key) or _needles(key)
+            if text.startswith(head):
+                start = n
+            else:
+                i = text.find(mid)
+                start = i + n + 2 if i >= 0 else -1
+            if start >= 0:
+                end = text.find("\r\n", start)
+                return text[start:] if end < 0 else text[start:end]
             # Case-insensitive search in the text; only valid while lower() keeps every index
             # (some non-ASCII letters change length when lowered, e.g. in a caller name).
-            text = self._text
-            assert text is not None
             low = text.lower()
             if len(low) == len(text):
-                head = key.lower() + ": "
+                head, mid, n = _needles(key.lower())
                 if low.startswith(head):
-                    start = len(head)
+                    start = n
                 else:
-                    i = low.find("\r\n" + head)
+                    i = low.find(mid)
                     if i < 0:
                         return default
-                    start = i + 2 + len(head)
+                    start = i + n + 2
                 end = text.find("\r\n", start)
                 return text[start:] if end < 0 else text[start:end]
         lower = key.lower()
@@ -237,6 +267,29 @@ class AmiMessage:
 
     def __repr__(self) -> str:
         return f"AmiMessage(headers={self.headers!r}, repeated={self.repeated!r})"
+
+    def call_key(self) -> str:
+        """The call this message belongs to, for ordering: Linkedid, else Uniqueid, else the
+        ids of legs that carry no own snapshot (Originate Dial* events have only Dest*
+        fields; ChanSpy* have Spyer*/Spyee*), else ``""`` (queue/device events)."""
+        text = self._text
+        if text is not None:
+            # Fast path: the channel snapshot's Linkedid sits near the end of the message and
+            # appears once (Dest*/Spyer* variants have a prefix), so search from the end.
+            i = text.rfind("\r\nLinkedid: ")
+            if i >= 0:
+                i += 12
+                end = text.find("\r\n", i)
+                return text[i:] if end < 0 else text[i:end]
+        get = self.get_exact
+        return (
+            get("Linkedid")
+            or get("Uniqueid")
+            or get("DestLinkedid")
+            or get("DestUniqueid")
+            or get("SpyerLinkedid")
+            or ""
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (AmiMessage, (self.headers, self.repeated, self.raw))

@@ -47,6 +47,7 @@ __all__ = [
 _BANNER_MAX = 512
 _END_COMMAND = "--END COMMAND--"
 _lazy = AmiMessage.from_text
+_new = object.__new__
 
 MalformedCallback = Callable[[bytes, str], None]
 
@@ -171,14 +172,23 @@ class AmiParser:
     def _frames(self, texts: list[str], raws: list[bytes] | None, term: bytes, out: list[AmiMessage]) -> None:
         append = out.append
         lazy = _lazy
+        new = _new
+        cls = AmiMessage
         raw_iter: Iterable[bytes] = (r + term for r in raws) if raws is not None else repeat(b"")
         for text, raw in zip(texts, raw_iter, strict=False):
             if self._follows is not None:
                 if self._follows_add(text, raw, out):
                     continue
             if text.startswith("Event: "):
-                # The common case: an event; nothing to check.
-                append(lazy(text, raw))
+                # The common case, inlined (this loop runs for every event the PBX sends): an
+                # event needs no checks, and its name is right here on the first line.
+                eol = text.find("\r\n", 7)
+                msg = new(cls)
+                msg._h = msg._r = None
+                msg._text = text
+                msg._event = text[7:eol] if eol >= 0 else text[7:]
+                msg.raw = raw
+                append(msg)
                 continue
             if not text:
                 continue
