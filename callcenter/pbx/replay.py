@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -108,8 +109,16 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None, stderr: TextI
         print(f"replay: not an AMI trace: {exc}", file=err)
         return 2
     rows: list[dict[str, Any]] = summarize(events) if summarize else [e.to_dict() for e in events]
-    for row in rows:
-        out.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+    try:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): not a failure of the replay. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     for problem in malformed:
         print(f"replay: skipped a malformed AMI frame ({problem})", file=err)
     if translator.unknown:

@@ -137,3 +137,16 @@ def test_only_asterisk_is_accepted() -> None:
     replay.add_arguments(parser)
     with pytest.raises(SystemExit):
         parser.parse_args(["--pbx", "freeswitch", "x"])
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    """``callcenter replay FILE | head -1``: the reader leaves early, the replay exits 0 quietly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "callcenter.pbx.replay", str(FIXTURES / "asyncagi_no_controller.ami.txt")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child writes anything: its first write gets EPIPE
+    err = proc.stderr.read()
+    assert (proc.wait(timeout=60), err) == (0, b"")
