@@ -171,8 +171,10 @@ class _Shard:
 
     def __init__(self, index: int) -> None:
         self.index = index
-        # (message, received_at, call key) or (None, barrier future, None)
-        self.queue: deque[tuple[Any, Any, Any]] = deque()
+        # (received_at, [messages of one read for this shard]) or (barrier future, None).
+        # Batches, not single events: one deque operation per read and shard instead of per
+        # event keeps the reader's per-event cost to a list append.
+        self.queue: deque[tuple[Any, list[AmiMessage] | None]] = deque()
         self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -279,6 +281,7 @@ class AmiClient:
         self._on_disconnected: tuple[DisconnectedHandler, ...] = ()
         self._shards = [_Shard(i) for i in range(workers)]
         self._global = _Shard(workers)
+        self._all_shards = (*self._shards, self._global)
         self._nshards = workers
         self._depth = 0
         self._conn: _Connection | None = None
@@ -553,11 +556,9 @@ class AmiClient:
         if not msgs:
             return
         st.messages += len(msgs)
-        now = self._clock()  # one stamp per read: all its messages arrived together
         rec = self._record
-        shards = self._shards
         nshards = self._nshards
-        global_shard = self._global
+        batches: list[list[AmiMessage] | None] = [None] * (nshards + 1)  # last: the global shard
         enqueued = 0
         for msg in msgs:
             if rec is not None:
@@ -573,15 +574,23 @@ class AmiClient:
             if conn.agi and (event == "AsyncAGIExec" or event == "AsyncAGIEnd" or event == "Hangup"):
                 self._agi_event(conn, msg, event)
             key = msg.call_key()
-            shard = shards[hash(key) % nshards] if key else global_shard
-            shard.queue.append((msg, now, key))
-            waiter = shard.waiter
-            if waiter is not None:
-                shard.waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
+            index = hash(key) % nshards if key else nshards
+            batch = batches[index]
+            if batch is None:
+                batches[index] = [msg]
+            else:
+                batch.append(msg)
             enqueued += 1
         if enqueued:
+            now = self._clock()  # one stamp per read: all its messages arrived together
+            for shard, batch in zip(self._all_shards, batches, strict=True):
+                if batch is not None:
+                    shard.queue.append((now, batch))
+                    waiter = shard.waiter
+                    if waiter is not None:
+                        shard.waiter = None
+                        if not waiter.done():
+                            waiter.set_result(None)
             # No worker runs while this callback does, so the bound is checked once per read.
             st.events += enqueued
             depth = self._depth + enqueued
@@ -700,25 +709,29 @@ class AmiClient:
                 shard.waiter = waiter
                 await waiter
                 continue
-            handlers = self._handlers
-            budget = _YIELD_EVERY
+            at, batch = queue.popleft()
+            if batch is None:  # a barrier (drain / resync): everything before it is handled
+                if not at.done():
+                    at.set_result(None)
+                continue
             taken = 0
             try:
-                while queue and budget:
-                    budget -= 1
-                    msg, at, key = queue.popleft()
-                    if msg is None:  # a barrier (drain / resync): everything before it is handled
-                        if not at.done():
-                            at.set_result(None)
-                        continue
+                for msg in batch:
                     taken += 1
-                    for handler in handlers:
+                    for handler in self._handlers:
                         try:
                             result = handler(msg, at)
                             if result is not None and inspect.isawaitable(result):
                                 await result
                         except Exception as exc:
-                            self._handler_failed(handler, msg, key, exc)
+                            self._handler_failed(handler, msg, exc)
+                    if not taken % _YIELD_EVERY:
+                        # Sync handlers never yield: let the reader (and other shards) run.
+                        self._depth -= taken
+                        st.events_handled += taken
+                        taken = 0
+                        self._after_batch()
+                        await asyncio.sleep(0)
             finally:
                 # Accounted per batch, not per event: the depth is only compared with the
                 # bounds, where being off by < one batch does not matter.
@@ -728,12 +741,13 @@ class AmiClient:
             if queue:
                 await asyncio.sleep(0)
 
-    def _handler_failed(self, handler: EventHandler, msg: AmiMessage, key: str, exc: Exception) -> None:
+    def _handler_failed(self, handler: EventHandler, msg: AmiMessage, exc: Exception) -> None:
         self._stats.handler_errors += 1
         n = self._handler_error_counts.get(id(handler), 0) + 1
         self._handler_error_counts[id(handler)] = n
         # A handler that fails on every event must not flood the log at PBX event rates.
         if n <= 10 or n % 1000 == 0:
+            key = msg.call_key()
             log.error(
                 "AMI %s: event handler %s failed on %s for call %s (failure #%d)",
                 self.name,
@@ -749,7 +763,7 @@ class AmiClient:
         futs = []
         for shard in (*self._shards, self._global):
             fut: asyncio.Future[None] = loop.create_future()
-            shard.queue.append((None, fut, None))
+            shard.queue.append((fut, None))
             waiter = shard.waiter
             if waiter is not None:
                 shard.waiter = None

@@ -281,6 +281,10 @@ class AmiMessage:
                 i += 12
                 end = text.find("\r\n", i)
                 return text[i:] if end < 0 else text[i:end]
+            # No snapshot at all (DeviceStateChange, QueueMemberStatus: ~13 % of the traffic):
+            # two scans decide it instead of five misses below.
+            if "niqueid: " not in text and "inkedid: " not in text:
+                return ""
         get = self.get_exact
         return (
             get("Linkedid")
