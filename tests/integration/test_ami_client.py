@@ -522,3 +522,25 @@ async def test_recording_masks_the_secret_and_keeps_one_frame_per_message(
     assert len(msgs) == len(recv)
     assert any(m.get("CallerIDName") == "Jürgen" for m in msgs)
     assert any(f.direction == "note" for f in frames)
+
+
+async def test_workers_zero_keeps_the_exact_pbx_order_across_calls() -> None:
+    async with fake_server() as server, client_for(server, workers=0) as client:
+        order: list[str] = []
+
+        async def handler(msg: AmiMessage, at: datetime) -> None:
+            if msg.get("Seq") is not None:
+                await asyncio.sleep(0)
+                order.append(msg["Seq"])
+
+        client.on_event(handler)
+        expected = []
+        for seq in range(120):
+            if seq % 3 == 0:
+                server.emit("QueueMemberStatus", [("Interface", "PJSIP/1001"), ("Seq", str(seq))])
+            else:
+                call = f"77.{seq % 5}"
+                server.emit("VarSet", [("Uniqueid", call), ("Linkedid", call), ("Seq", str(seq))])
+            expected.append(str(seq))
+        await until(lambda: len(order) == len(expected))
+        assert order == expected

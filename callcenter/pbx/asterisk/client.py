@@ -43,7 +43,11 @@ Why each piece looks the way it does:
   e.g. Originate DialBegin); events with no call at all (QueueMemberStatus, DeviceStateChange,
   FullyBooted) go to one extra global shard. Within a shard, handlers run strictly in arrival
   order and async handlers are awaited (ordered per call; one slow call only delays calls in
-  its shard). Across shards there is no order. A handler that raises is logged with the call
+  its shard). Across shards there is no order - so a *stateful consumer that spans calls*
+  (one translator fed by every call and by QueueMemberStatus) sees an interleaving that
+  depends on read boundaries: measured on the captures, such a translator's output differs
+  from feeding it in PBX order. ``workers=0`` gives one queue in exact PBX order instead
+  (no per-call isolation of slow handlers). A handler that raises is logged with the call
   key and counted (``stats.handler_errors``); the other handlers and later events are not
   affected. Workers yield to the loop every 256 events so sync handlers cannot starve the
   reader.
@@ -254,8 +258,8 @@ class AmiClient:
         workers: int = 8,
         agi_timeout: float = 60.0,
     ) -> None:
-        if queue_size < 1 or workers < 1:
-            raise ValueError("queue_size and workers must be >= 1")
+        if queue_size < 1 or workers < 0:
+            raise ValueError("queue_size must be >= 1 and workers >= 0")
         self.host = host
         self.port = port
         self._username = username
@@ -337,7 +341,7 @@ class AmiClient:
         self._started = True
         self._closing = False
         loop = asyncio.get_running_loop()
-        for shard in (*self._shards, self._global):
+        for shard in self._all_shards:
             shard.task = loop.create_task(self._worker(shard), name=f"ami-{self.name}-worker-{shard.index}")
         try:
             conn = await self._connect()
@@ -574,7 +578,7 @@ class AmiClient:
             if conn.agi and (event == "AsyncAGIExec" or event == "AsyncAGIEnd" or event == "Hangup"):
                 self._agi_event(conn, msg, event)
             key = msg.call_key()
-            index = hash(key) % nshards if key else nshards
+            index = hash(key) % nshards if key and nshards else nshards
             batch = batches[index]
             if batch is None:
                 batches[index] = [msg]
@@ -761,7 +765,7 @@ class AmiClient:
     async def _barrier(self) -> None:
         loop = asyncio.get_running_loop()
         futs = []
-        for shard in (*self._shards, self._global):
+        for shard in self._all_shards:
             fut: asyncio.Future[None] = loop.create_future()
             shard.queue.append((fut, None))
             waiter = shard.waiter
@@ -773,11 +777,11 @@ class AmiClient:
         await asyncio.gather(*futs)
 
     async def _stop_workers(self) -> None:
-        tasks = [s.task for s in (*self._shards, self._global) if s.task is not None]
+        tasks = [s.task for s in self._all_shards if s.task is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for s in (*self._shards, self._global):
+        for s in self._all_shards:
             s.task = None
             s.waiter = None
             s.queue.clear()
