@@ -369,11 +369,13 @@ class FakeAmiServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        tasks = set(self._tasks)
         for s in list(self.sessions):
+            tasks.update(t for t in (s._worker, s._writer) if t is not None)
             s.drop()
-        for t in list(self._tasks):
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
