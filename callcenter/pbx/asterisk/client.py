@@ -115,7 +115,8 @@ class LoginError(AmiError):
 class ConnectionLost(AmiError, ConnectionError):
     """The link is down (or went down while the action was in flight); nothing is re-sent.
 
-    Also a ``ConnectionError`` (hence ``OSError``), so ``start()`` failures are all OSErrors.
+    Also a ``ConnectionError`` (hence ``OSError``): ``start()`` fails with ``LoginError`` or an
+    ``OSError`` (refused, timeout, dropped during login).
     """
 
 
