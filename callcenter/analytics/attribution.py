@@ -242,7 +242,9 @@ def ivr_step(hold_nodes: Iterable[str] = ()) -> Step:
     holds = frozenset(hold_nodes)
 
     def ivr(d: CallSummary, j: JourneyState) -> CallSummary:
-        menu = j.digits_before_answer or any(before and node not in holds for node, _, before in j.ivr_path)
+        menu = j.digits_before_answer or any(
+            before and node not in holds and node not in j.passive_nodes for node, _, before in j.ivr_path
+        )
         return replace(
             d,
             ivr_s=_r(j.ivr_total_s),

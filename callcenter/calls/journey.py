@@ -216,6 +216,7 @@ class JourneyState:
     # IVR
     ivr_node: str | None = None
     ivr_path: tuple[tuple[str, datetime, bool], ...] = ()  # (node, entered at, before an agent answered)
+    passive_nodes: frozenset[str] = frozenset()  # nodes the PBX reported as non-interactive (hold)
     digits: tuple[str, ...] = ()
     ivr_since: datetime | None = None  # open IVR phase (only before the first agent answer)
     ivr_total_s: float | None = None  # None: never in the IVR phase
@@ -489,6 +490,8 @@ def _on_released(state: JourneyState, ev: ControllerReleased, now: datetime, out
 def _on_ivr_node(state: JourneyState, ev: IvrNodeEntered, now: datetime, out: list[JourneyRecord]) -> JourneyState:
     state = _rescind_abandon(state, out, now, ev.at, to_queue=None)
     state = replace(state, ivr_node=ev.node, ivr_path=(*state.ivr_path, (ev.node, ev.at, not state.answered)))
+    if not ev.interactive:
+        state = replace(state, passive_nodes=state.passive_nodes | {ev.node})
     if state.location == "pre_answer" and not state.arrival_seen:
         # We never saw the call arrive (controller started mid-call): a menu means answered.
         state = _enter_ivr(state, ev.at)

@@ -129,6 +129,9 @@ class IvrNodeEntered(Event):
 
     type: ClassVar[str] = "ivr_node_entered"
     node: str
+    # False for a place where the caller only waits (music on hold while parked for the
+    # controller): still an IVR-stage place for abandons, but not a menu for "served via IVR".
+    interactive: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

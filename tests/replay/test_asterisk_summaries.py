@@ -29,7 +29,9 @@ TRACES = sorted(p.name.removesuffix(".ami.txt") for p in FIXTURES.glob("*.ami.tx
 # The lab dialplan's 5550199 parks callers in ``park-like`` on MusicOnHold until the controller
 # Redirects them: a place where callers wait, not a menu (README: "park-like:
 # MusicOnHold(default,120)").
-HOLD_NODES = {"park-like,s"}
+# No hold_nodes configuration: the translator marks MusicOnHold waits (redirect_flow's
+# park-like,s) as non-interactive, which keeps a parked call "direct".
+HOLD_NODES: frozenset[str] = frozenset()
 
 ALICE, BOB, CAROL = "PJSIP/1001", "PJSIP/1002", "PJSIP/1003"
 

@@ -105,7 +105,11 @@ class AsteriskAdapter:
         **options: Any,
     ) -> AsteriskAdapter:
         """The adapter with a real AMI client (nothing connects before ``start()``)."""
-        client = AmiClient(host, port, username, secret, name=name, record=record, **(client_options or {}))
+        # workers=0: one dispatch queue in exact PBX order. The translator is stateful across calls
+        # (agent state, channel ownership): per-call shards reorder call-less events against call
+        # events and change its output for the same stream (measured on the 250k bench capture).
+        opts = {"workers": 0, **(client_options or {})}
+        client = AmiClient(host, port, username, secret, name=name, record=record, **opts)
         return cls(name, client, **options)
 
     # -- PbxPort ------------------------------------------------------------------------------

@@ -122,6 +122,10 @@ __all__ = [
     "spy_mode_from_options",
 ]
 
+# Of those, the ones where the caller only waits (redirect_flow: MusicOnHold in park-like until
+# the controller Redirects the call): a place, not a menu.
+HOLD_APPS: frozenset[str] = frozenset({"musiconhold"})
+
 # Applications during which the caller "waits in" an IVR node (lower case; AMI spells them as
 # registered, e.g. ``BackGround``).
 DEFAULT_IVR_APPS: frozenset[str] = frozenset(
@@ -679,7 +683,8 @@ class AsteriskTranslator:
         ):
             call.node_armed = False
             return [
-                IvrNodeEntered(pbx=self.pbx, call_id=call.call_id, at=at, channel=leg.channel, node=",".join(position))
+                IvrNodeEntered(pbx=self.pbx, call_id=call.call_id, at=at, channel=leg.channel, node=",".join(position),
+                               interactive=app.lower() not in HOLD_APPS)
             ]
         return []
 
