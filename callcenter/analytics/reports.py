@@ -1,0 +1,770 @@
+"""Reports over the ``calls``, ``call_events`` and ``agent_state_events`` tables.
+
+``kpi``, ``abandons``, ``abandons_by_node``, ``agents`` and ``fcr`` take a database (an
+``AsyncEngine``, a ``callcenter.storage.db.Database`` or an asyncpg connection), a period
+``[start, end)`` and options, and return plain rows (a list of dicts, JSON-ready except for
+datetimes). ``format_rows`` renders rows as an aligned table, CSV or JSON. ``add_arguments`` and
+``run`` implement ``callcenter report kpi|abandons|agents|fcr``.
+
+The figures are those of the ``cc_*`` SQL views (migration 0002) with the view's fixed choices
+made parameters: the service-level threshold (views: 20 s), the short-abandon threshold (views:
+the stored ``calls.short_abandon``), the time zone of days and hours (views: UTC) and the
+first-call-resolution window (views: 72 h). docs/analytics.md gives every formula; a test checks
+that a report and its view agree. A call belongs to the period (and to the day/hour) in which it
+*entered*; agent steps and pauses belong to the period in which they happened.
+
+Speed: every query selects by ``calls.entered_at`` or ``call_events (kind, at)`` ranges (the
+indexes ``ix_calls_entered_at``, ``ix_calls_queue_entered_at``, ``ix_call_events_kind_at``), so a
+report reads one period, never the whole history (bench/report_query.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import re
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+
+ABANDON_STAGES = ("pre_answer", "ivr", "queue", "ringing")
+FORMATS = ("table", "csv", "json")
+DEFAULT_SL_SECONDS = 20.0
+DEFAULT_FCR_WINDOW_H = 72.0
+PAUSE_LOOKBACK = timedelta(days=7)  # a pause that began earlier than this before `start` is not seen
+
+# Per-statement settings: these are short analytical queries; JIT compilation costs more than
+# it saves at this size, and sorts/hashes of one month fit in memory.
+_SESSION = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+
+Rows = list[dict[str, Any]]
+
+
+# --- connections and parameters -------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _connection(db: Any) -> AsyncIterator[asyncpg.Connection]:
+    """An asyncpg connection from an asyncpg connection, an AsyncEngine or a Database."""
+    if isinstance(db, asyncpg.Connection):
+        yield db
+        return
+    engine = getattr(db, "engine", db)
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        yield raw.driver_connection
+
+
+_PARAM = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+def _bind(sql: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """``:name`` placeholders -> asyncpg ``$n`` (a ``::cast`` is left alone)."""
+    order: list[str] = []
+
+    def repl(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in params:
+            raise KeyError(f"no value for :{name}")
+        if name not in order:
+            order.append(name)
+        return f"${order.index(name) + 1}"
+
+    return _PARAM.sub(repl, sql), [params[n] for n in order]
+
+
+async def _fetch(db: Any, sql: str, params: dict[str, Any]) -> list[asyncpg.Record]:
+    text, args = _bind(sql, params)
+    async with _connection(db) as conn, conn.transaction():
+        for stmt in _SESSION:
+            await conn.execute(stmt)
+        return await conn.fetch(text, *args)
+
+
+def _zone(tz: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {tz!r}") from exc
+
+
+def _aware(t: datetime, zone: ZoneInfo) -> datetime:
+    return t.replace(tzinfo=zone) if t.tzinfo is None else t
+
+
+def _period(start: datetime, end: datetime, tz: str) -> tuple[datetime, datetime, ZoneInfo]:
+    zone = _zone(tz)
+    start, end = _aware(start, zone), _aware(end, zone)
+    if not start < end:
+        raise ValueError(f"empty period: {start.isoformat()} is not before {end.isoformat()}")
+    return start, end, zone
+
+
+_BUCKETS = ("day", "hour", "total")
+
+
+def _bucket_sql(by: str, column: str) -> str:
+    if by not in _BUCKETS:
+        raise ValueError(f"by must be one of {', '.join(_BUCKETS)}, not {by!r}")
+    return ":start::timestamptz" if by == "total" else f"date_trunc('{by}', {column}, :tz)"
+
+
+def _label(bucket: datetime, by: str, zone: ZoneInfo, start: datetime, end: datetime) -> str:
+    if by == "total":
+        return f"{start.isoformat()}/{end.isoformat()}"
+    local = bucket.astimezone(zone)
+    return local.strftime("%Y-%m-%d") if by == "day" else local.strftime("%Y-%m-%d %H:00")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _short_sql(short_abandon_s: float | None, alias: str = "c") -> str:
+    """The short-abandon test: the stored column, or recomputed with another threshold."""
+    if short_abandon_s is None:
+        return f"{alias}.short_abandon"
+    return (f"({alias}.outcome = 'abandoned' AND {alias}.ended_at IS NOT NULL "
+            f"AND extract(epoch FROM {alias}.ended_at - {alias}.entered_at) <= :short_s)")
+
+
+# --- kpi -----------------------------------------------------------------------------------------
+
+# Keep in step with migrations/versions/0002_analytics_views.py (CALL_COUNTS, STINT_COUNTS, RATES).
+_CALL_COUNTS = """
+    count(*) AS offered,
+    count(*) FILTER (WHERE c.outcome = 'answered') AS answered,
+    count(*) FILTER (WHERE c.outcome = 'abandoned') AS abandoned,
+    count(*) FILTER (WHERE c.abandon_stage = 'pre_answer') AS abandoned_pre_answer,
+    count(*) FILTER (WHERE c.abandon_stage = 'ivr') AS abandoned_ivr,
+    count(*) FILTER (WHERE c.abandon_stage = 'queue') AS abandoned_queue,
+    count(*) FILTER (WHERE c.abandon_stage = 'ringing') AS abandoned_ringing,
+    count(*) FILTER (WHERE c.outcome = 'abandoned' AND c.short_abandon) AS short_abandons,
+    count(*) FILTER (WHERE c.outcome = 'callback') AS callbacks,
+    count(*) FILTER (WHERE c.outcome = 'voicemail') AS voicemails,
+    count(*) FILTER (WHERE c.outcome = 'closed') AS closed,
+    count(*) FILTER (WHERE c.outcome = 'failed') AS failed,
+    NULL::bigint AS moved,
+    NULL::bigint AS timeouts,
+    NULL::bigint AS exit_keys,
+    count(*) FILTER (WHERE c.outcome = 'answered' AND COALESCE(c.queue_wait_s, 0) <= :sl) AS answered_within_sl,
+    count(*) FILTER (WHERE c.abandon_stage IN ('queue', 'ringing') AND COALESCE(c.queue_wait_s, 0) > :sl)
+        AS abandoned_after_sl,
+    avg(COALESCE(c.queue_wait_s, 0)) FILTER (WHERE c.outcome = 'answered') AS asa,
+    avg(c.talk_s) FILTER (WHERE c.outcome = 'answered') AS aht,
+    avg(c.duration_s) FILTER (WHERE c.outcome = 'abandoned') AS tta
+"""
+
+_STINT_COUNTS = """
+    count(*) AS offered,
+    count(*) FILTER (WHERE s.outcome = 'answered') AS answered,
+    count(*) FILTER (WHERE s.outcome = 'abandoned') AS abandoned,
+    0::bigint AS abandoned_pre_answer,
+    0::bigint AS abandoned_ivr,
+    count(*) FILTER (WHERE s.abandon_stage = 'queue') AS abandoned_queue,
+    count(*) FILTER (WHERE s.abandon_stage = 'ringing') AS abandoned_ringing,
+    count(*) FILTER (WHERE s.short_abandon) AS short_abandons,
+    NULL::bigint AS callbacks,
+    NULL::bigint AS voicemails,
+    NULL::bigint AS closed,
+    NULL::bigint AS failed,
+    count(*) FILTER (WHERE s.outcome = 'moved') AS moved,
+    count(*) FILTER (WHERE s.outcome = 'timeout') AS timeouts,
+    count(*) FILTER (WHERE s.outcome = 'exit_key') AS exit_keys,
+    count(*) FILTER (WHERE s.outcome = 'answered' AND s.wait_s <= :sl) AS answered_within_sl,
+    count(*) FILTER (WHERE s.outcome = 'abandoned' AND s.wait_s > :sl) AS abandoned_after_sl,
+    avg(s.wait_s) FILTER (WHERE s.outcome = 'answered') AS asa,
+    avg(s.talk_s) FILTER (WHERE s.outcome = 'answered') AS aht,
+    avg(s.wait_s) FILTER (WHERE s.outcome = 'abandoned') AS tta
+"""
+
+_RATES = """
+    :sl::float8 AS sl_seconds,
+    k.offered, k.answered, k.abandoned,
+    k.abandoned_pre_answer, k.abandoned_ivr, k.abandoned_queue, k.abandoned_ringing, k.short_abandons,
+    k.callbacks, k.voicemails, k.closed, k.failed, k.moved, k.timeouts, k.exit_keys,
+    k.answered_within_sl, k.abandoned_after_sl,
+    round(100.0 * k.answered / NULLIF(k.offered, 0), 2)::float8 AS answer_pct,
+    round(100.0 * k.abandoned / NULLIF(k.offered, 0), 2)::float8 AS abandon_pct,
+    round(100.0 * k.short_abandons / NULLIF(k.offered, 0), 2)::float8 AS short_abandon_pct,
+    round(100.0 * k.answered_within_sl / NULLIF(k.answered, 0), 2)::float8 AS sl_pct,
+    round(100.0 * k.answered_within_sl / NULLIF(k.answered + k.abandoned_after_sl, 0), 2)::float8
+        AS sl_pct_with_abandons,
+    round(k.asa::numeric, 1)::float8 AS asa_s,
+    round(k.aht::numeric, 1)::float8 AS aht_s,
+    round(k.tta::numeric, 1)::float8 AS avg_time_to_abandon_s
+"""
+
+KPI_COLUMNS = (
+    "period", "queue", "sl_seconds", "offered", "answered", "abandoned", "abandoned_pre_answer", "abandoned_ivr",
+    "abandoned_queue", "abandoned_ringing", "short_abandons", "callbacks", "voicemails", "closed", "failed",
+    "moved", "timeouts", "exit_keys", "answered_within_sl", "abandoned_after_sl", "answer_pct", "abandon_pct",
+    "short_abandon_pct", "sl_pct", "sl_pct_with_abandons", "asa_s", "aht_s", "avg_time_to_abandon_s",
+)
+
+
+def _kpi_sql(by: str, queue: str | None, short_abandon_s: float | None) -> str:
+    bucket = _bucket_sql(by, "c.entered_at")
+    # A queue's visits are inside calls.stints; the containment test skips the other calls cheaply.
+    prefilter = "AND c.stints @> jsonb_build_array(jsonb_build_object('queue', :queue::text))" if queue else ""
+    calls_part = "" if queue else f"""
+        SELECT c.bucket, NULL::text AS queue, {_CALL_COUNTS}
+          FROM c GROUP BY c.bucket
+        UNION ALL"""
+    return f"""
+WITH c AS (
+    SELECT {bucket} AS bucket, c.outcome, c.abandon_stage, c.queue_wait_s, c.talk_s, c.stints,
+           extract(epoch FROM c.ended_at - c.entered_at)::float8 AS duration_s,
+           {_short_sql(short_abandon_s)} AS short_abandon
+      FROM calls c
+     WHERE c.entered_at >= :start AND c.entered_at < :end {prefilter}
+), s AS (
+    SELECT c.bucket,
+           e.v ->> 'queue' AS queue,
+           e.v ->> 'outcome' AS outcome,
+           (e.v ->> 'wait_s')::float8 AS wait_s,
+           CASE WHEN e.v ->> 'outcome' = 'abandoned'
+                THEN CASE WHEN c.abandon_stage = 'ringing' THEN 'ringing' ELSE 'queue' END END AS abandon_stage,
+           (e.v ->> 'outcome' = 'abandoned' AND c.short_abandon) AS short_abandon,
+           c.talk_s
+      FROM c CROSS JOIN LATERAL jsonb_array_elements(
+          CASE WHEN jsonb_typeof(c.stints) = 'array' THEN c.stints ELSE '[]'::jsonb END) AS e(v)
+)
+SELECT k.bucket, k.queue, {_RATES}
+FROM ({calls_part}
+        SELECT s.bucket, s.queue, {_STINT_COUNTS}
+          FROM s {"WHERE s.queue = :queue" if queue else ""} GROUP BY s.bucket, s.queue
+) k
+ORDER BY k.bucket, k.queue NULLS FIRST
+"""
+
+
+async def kpi(
+    db: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    queue: str | None = None,
+    by: str = "day",
+    sl_seconds: float = DEFAULT_SL_SECONDS,
+    short_abandon_s: float | None = None,
+    tz: str = "UTC",
+) -> Rows:
+    """Answer rate, abandons by stage, short abandons, service level, ASA, AHT per period bucket.
+
+    One row per bucket (``by``: day | hour | total, in ``tz``) for all calls (``queue`` None:
+    call-level figures), then one row per bucket and queue (per-visit figures from
+    ``calls.stints``). With ``queue``, only that queue's rows. ``short_abandon_s`` None uses
+    the stored ``calls.short_abandon``; a number recomputes it (abandoned and
+    ``ended_at - entered_at <= short_abandon_s``). Naive datetimes are taken in ``tz``.
+    """
+    start, end, zone = _period(start, end, tz)
+    params: dict[str, Any] = {"start": start, "end": end, "sl": float(sl_seconds)}
+    if by != "total":
+        params["tz"] = tz
+    if queue:
+        params["queue"] = queue
+    if short_abandon_s is not None:
+        params["short_s"] = float(short_abandon_s)
+    records = await _fetch(db, _kpi_sql(by, queue, short_abandon_s), params)
+    out: Rows = []
+    for r in records:
+        row = {"period": _label(r["bucket"], by, zone, start, end)}
+        row.update({k: _plain(r[k]) for k in KPI_COLUMNS[1:]})
+        out.append(row)
+    return out
+
+
+# --- abandons ------------------------------------------------------------------------------------
+
+ABANDON_COLUMNS = (
+    "entered_at", "call_id", "caller", "customer_id", "customer_name", "vip", "stage", "node", "queue",
+    "waited_s", "ivr_s", "queue_wait_s", "ring_s", "short_abandon", "after_sl", "overflows", "missed_rings",
+    "hung_up_by", "ended_at",
+)
+
+
+async def abandons(
+    db: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    queue: str | None = None,
+    stages: Sequence[str] | None = None,
+    sl_seconds: float = DEFAULT_SL_SECONDS,
+    short_abandon_s: float | None = None,
+    include_short: bool = True,
+    limit: int | None = None,
+    tz: str = "UTC",
+) -> Rows:
+    """The abandoned calls themselves, oldest first: when, who (caller, CRM customer), where
+    (stage, IVR node or queue), how long they waited.
+
+    ``queue``: calls whose last queue (``calls.queue``) is that queue, whatever the stage (a
+    caller sent from the queue back to the IVR and lost there is listed with stage ``ivr``).
+    ``waited_s`` = ``ended_at - entered_at``; ``after_sl``: lost in a queue (stage queue or
+    ringing) after more than ``sl_seconds`` there. Times are returned in ``tz``.
+    """
+    start, end, zone = _period(start, end, tz)
+    bad = [s for s in stages or () if s not in ABANDON_STAGES]
+    if bad:
+        raise ValueError(f"unknown abandon stage(s): {', '.join(bad)}")
+    params: dict[str, Any] = {"start": start, "end": end, "sl": float(sl_seconds)}
+    where = ["c.entered_at >= :start", "c.entered_at < :end", "c.outcome = 'abandoned'"]
+    if queue:
+        where.append("c.queue = :queue")
+        params["queue"] = queue
+    if stages:
+        where.append("c.abandon_stage = ANY(:stages::text[])")
+        params["stages"] = list(stages)
+    short = _short_sql(short_abandon_s)
+    if short_abandon_s is not None:
+        params["short_s"] = float(short_abandon_s)
+    if not include_short:
+        where.append(f"NOT {short}")
+    tail = ""
+    if limit is not None:
+        tail = "LIMIT :limit"
+        params["limit"] = int(limit)
+    sql = f"""
+SELECT c.entered_at, c.call_id, c.caller, c.customer_id, cu.name AS customer_name, c.vip,
+       c.abandon_stage AS stage, c.abandon_node AS node, c.queue,
+       round(extract(epoch FROM c.ended_at - c.entered_at)::numeric, 1)::float8 AS waited_s,
+       c.ivr_s, c.queue_wait_s, c.ring_s,
+       {short} AS short_abandon,
+       (c.abandon_stage IN ('queue', 'ringing') AND COALESCE(c.queue_wait_s, 0) > :sl) AS after_sl,
+       c.overflows, c.missed_rings, c.hung_up_by, c.ended_at
+  FROM calls c
+  LEFT JOIN customers cu ON cu.id = c.customer_id
+ WHERE {" AND ".join(where)}
+ ORDER BY c.entered_at, c.call_id
+ {tail}
+"""
+    records = await _fetch(db, sql, params)
+    out: Rows = []
+    for r in records:
+        row = {k: _plain(r[k]) for k in ABANDON_COLUMNS}
+        for k in ("entered_at", "ended_at"):
+            if row[k] is not None:
+                row[k] = row[k].astimezone(zone)
+        out.append(row)
+    return out
+
+
+BY_NODE_COLUMNS = (
+    "stage", "node", "abandons", "short_abandons", "avg_waited_s", "max_waited_s", "pct_of_abandons", "pct_of_calls",
+)
+
+
+async def abandons_by_node(
+    db: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    queue: str | None = None,
+    short_abandon_s: float | None = None,
+    tz: str = "UTC",
+) -> Rows:
+    """Where callers are lost: abandons per (stage, node) over the period, most first.
+
+    ``pct_of_abandons`` = abandons / all abandons of the period; ``pct_of_calls`` = abandons /
+    all calls of the period (both restricted to ``calls.queue = queue`` when given).
+    """
+    start, end, _ = _period(start, end, tz)
+    params: dict[str, Any] = {"start": start, "end": end}
+    qf = ""
+    if queue:
+        qf = "AND c.queue = :queue"
+        params["queue"] = queue
+    if short_abandon_s is not None:
+        params["short_s"] = float(short_abandon_s)
+    sql = f"""
+WITH c AS (
+    SELECT c.outcome, c.abandon_stage, c.abandon_node,
+           extract(epoch FROM c.ended_at - c.entered_at)::float8 AS waited_s,
+           {_short_sql(short_abandon_s)} AS short_abandon
+      FROM calls c
+     WHERE c.entered_at >= :start AND c.entered_at < :end {qf}
+), a AS (
+    SELECT c.abandon_stage AS stage, c.abandon_node AS node, count(*) AS abandons,
+           count(*) FILTER (WHERE c.short_abandon) AS short_abandons,
+           avg(c.waited_s) AS avg_w, max(c.waited_s) AS max_w
+      FROM c WHERE c.outcome = 'abandoned' GROUP BY 1, 2
+)
+SELECT a.stage, a.node, a.abandons, a.short_abandons,
+       round(a.avg_w::numeric, 1)::float8 AS avg_waited_s,
+       round(a.max_w::numeric, 1)::float8 AS max_waited_s,
+       round(100.0 * a.abandons / sum(a.abandons) OVER (), 2)::float8 AS pct_of_abandons,
+       round(100.0 * a.abandons / (SELECT count(*) FROM c), 2)::float8 AS pct_of_calls
+  FROM a
+ ORDER BY a.abandons DESC, array_position(ARRAY['pre_answer', 'ivr', 'queue', 'ringing'], a.stage), a.node NULLS FIRST
+"""
+    return [{k: _plain(r[k]) for k in BY_NODE_COLUMNS} for r in await _fetch(db, sql, params)]
+
+
+# --- agents --------------------------------------------------------------------------------------
+
+AGENT_COLUMNS = (
+    "period", "agent", "agent_name", "rings", "answered", "missed_rings", "canceled_rings", "answered_per_ring_pct",
+    "talk_s", "avg_talk_s", "pauses", "paused_s", "pause_by_reason",
+)
+
+_AGENT_KINDS = ["agent_ring", "agent_connect", "agent_ring_no_answer", "agent_ring_canceled", "agent_complete"]
+
+
+def _agents_sql(by: str, queue: str | None, agent: str | None) -> str:
+    ev_filter = ""
+    st_filter = ""
+    if queue:
+        ev_filter += " AND e.queue = :queue"
+        st_filter += " AND (e.queue = :queue OR e.queue IS NULL)"
+    if agent:
+        ev_filter += " AND e.agent = :agent"
+        st_filter += " AND e.agent = :agent"
+    return f"""
+WITH steps AS (
+    SELECT {_bucket_sql(by, "e.at")} AS bucket, e.agent,
+           count(*) FILTER (WHERE e.kind = 'agent_ring') AS rings,
+           count(*) FILTER (WHERE e.kind = 'agent_connect') AS answered,
+           count(*) FILTER (WHERE e.kind = 'agent_ring_no_answer') AS missed_rings,
+           count(*) FILTER (WHERE e.kind = 'agent_ring_canceled') AS canceled_rings,
+           sum(CASE WHEN e.kind = 'agent_complete' THEN COALESCE(
+                   (e.detail ->> 'talk_s')::float8,
+                   (SELECT extract(epoch FROM e.at - max(x.at))::float8 FROM call_events x
+                     WHERE x.call_id = e.call_id AND x.kind = 'agent_connect' AND x.agent = e.agent
+                       AND x.at <= e.at)) END) AS talk_s
+      FROM call_events e
+     WHERE e.kind = ANY(:kinds::text[]) AND e.at >= :start AND e.at < :end AND e.agent IS NOT NULL{ev_filter}
+     GROUP BY 1, 2
+), p AS (
+    SELECT e.agent, e.at, e.paused, COALESCE(e.reason, '') AS reason,
+           lag(e.paused) OVER w AS prev_paused,
+           lag(COALESCE(e.reason, '')) OVER w AS prev_reason
+      FROM agent_state_events e
+     WHERE e.kind = 'pause' AND e.paused IS NOT NULL
+       AND e.at >= :lookback AND e.at < :end{st_filter}
+    WINDOW w AS (PARTITION BY e.agent ORDER BY e.at, e.event_key)
+), changes AS (
+    SELECT p.agent, p.at, p.paused, p.reason FROM p
+     WHERE p.prev_paused IS NULL OR p.paused <> p.prev_paused OR (p.paused AND p.reason <> p.prev_reason)
+), spans AS (
+    SELECT ch.agent, ch.paused, ch.reason,
+           greatest(ch.at, :start) AS s,
+           least(COALESCE(lead(ch.at) OVER (PARTITION BY ch.agent ORDER BY ch.at), :end), :end, now()) AS e
+      FROM changes ch
+), by_reason AS (
+    SELECT {_bucket_sql(by, "sp.s")} AS bucket, sp.agent, COALESCE(NULLIF(sp.reason, ''), '(none)') AS reason,
+           count(*) AS n, sum(extract(epoch FROM sp.e - sp.s)::float8) AS secs
+      FROM spans sp WHERE sp.paused AND sp.e > sp.s
+     GROUP BY 1, 2, 3
+), pauses AS (
+    SELECT r.bucket, r.agent, sum(r.n)::bigint AS pauses, sum(r.secs) AS paused_s,
+           jsonb_object_agg(r.reason, round(r.secs::numeric, 1) ORDER BY r.reason)::text AS pause_by_reason
+      FROM by_reason r GROUP BY 1, 2
+)
+SELECT bucket, agent, n.agent_name,
+       COALESCE(st.rings, 0) AS rings,
+       COALESCE(st.answered, 0) AS answered,
+       COALESCE(st.missed_rings, 0) AS missed_rings,
+       COALESCE(st.canceled_rings, 0) AS canceled_rings,
+       round(100.0 * st.answered / NULLIF(st.rings, 0), 2)::float8 AS answered_per_ring_pct,
+       round(COALESCE(st.talk_s, 0)::numeric, 1)::float8 AS talk_s,
+       round((st.talk_s / NULLIF(st.answered, 0))::numeric, 1)::float8 AS avg_talk_s,
+       COALESCE(pa.pauses, 0) AS pauses,
+       round(COALESCE(pa.paused_s, 0)::numeric, 1)::float8 AS paused_s,
+       COALESCE(pa.pause_by_reason, '{{}}') AS pause_by_reason
+  FROM steps st
+  FULL JOIN pauses pa USING (bucket, agent)
+  LEFT JOIN LATERAL (
+      SELECT a.name AS agent_name
+        FROM agent_endpoints ep JOIN agents a ON a.id = ep.agent_id
+       WHERE ep.interface = agent
+       ORDER BY ep.pbx, a.id
+       LIMIT 1
+  ) n ON true
+ ORDER BY bucket, agent
+"""
+
+
+async def agents(
+    db: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    queue: str | None = None,
+    agent: str | None = None,
+    by: str = "day",
+    tz: str = "UTC",
+) -> Rows:
+    """Each agent's work: rings, answers, missed rings, talk time and pauses (by reason).
+
+    One row per bucket (``by``: day | total) and agent (PBX interface). Call steps count in
+    the bucket in which they happened; a pause counts in the bucket in which it started, cut
+    to the period. ``queue`` restricts call steps to that queue and pauses to events of that
+    queue or of none. ``pause_by_reason``: reason -> paused seconds (``(none)``: no reason).
+    """
+    if by not in ("day", "total"):
+        raise ValueError(f"agents: by must be day or total, not {by!r}")
+    start, end, zone = _period(start, end, tz)
+    params: dict[str, Any] = {"start": start, "end": end, "kinds": _AGENT_KINDS, "lookback": start - PAUSE_LOOKBACK}
+    if by != "total":
+        params["tz"] = tz
+    if queue:
+        params["queue"] = queue
+    if agent:
+        params["agent"] = agent
+    out: Rows = []
+    for r in await _fetch(db, _agents_sql(by, queue, agent), params):
+        row = {"period": _label(r["bucket"], by, zone, start, end)}
+        row.update({k: _plain(r[k]) for k in AGENT_COLUMNS[1:]})
+        row["pause_by_reason"] = json.loads(row["pause_by_reason"])
+        out.append(row)
+    return out
+
+
+# --- first-call resolution ---------------------------------------------------------------------
+
+FCR_COLUMNS = ("period", "queue", "answered_identified", "resolved", "repeated", "pending", "fcr_pct")
+
+
+async def fcr(
+    db: Any,
+    start: datetime,
+    end: datetime,
+    *,
+    queue: str | None = None,
+    by: str = "day",
+    window_h: float = DEFAULT_FCR_WINDOW_H,
+    as_of: datetime | None = None,
+    tz: str = "UTC",
+) -> Rows:
+    """First-call resolution of the answered calls of identified customers entered in the period.
+
+    An answered call is *repeated* if the same customer's next call (any outcome) entered
+    strictly after it and at most ``window_h`` hours later, *resolved* if no such call came and
+    the window is over by ``as_of`` (default: now), else *pending*. Later calls are looked for
+    beyond the period's end. ``fcr_pct`` = resolved / (resolved + repeated). ``queue``: answered
+    calls whose last queue is that queue.
+    """
+    start, end, zone = _period(start, end, tz)
+    as_of = datetime.now(UTC) if as_of is None else _aware(as_of, zone)
+    window = timedelta(hours=window_h)
+    params: dict[str, Any] = {"start": start, "end": end, "window": window, "as_of": as_of}
+    if by != "total":
+        params["tz"] = tz
+    qf = ""
+    if queue:
+        qf = "AND k.queue = :queue"
+        params["queue"] = queue
+    sql = f"""
+WITH k AS (
+    SELECT c.call_id, c.entered_at, c.outcome, c.queue,
+           first_value(c.entered_at) OVER nxt AS next_at
+      FROM calls c
+     WHERE c.customer_id IS NOT NULL
+       AND c.entered_at >= :start AND c.entered_at < :end::timestamptz + :window::interval
+       AND c.entered_at <= :as_of::timestamptz
+    WINDOW nxt AS (PARTITION BY c.customer_id ORDER BY c.entered_at
+                   RANGE BETWEEN INTERVAL '1 microsecond' FOLLOWING AND UNBOUNDED FOLLOWING)
+), f AS (
+    SELECT {_bucket_sql(by, "k.entered_at")} AS bucket,
+           CASE WHEN k.next_at <= k.entered_at + :window::interval THEN false
+                WHEN :as_of::timestamptz >= k.entered_at + :window::interval THEN true END AS resolved
+      FROM k
+     WHERE k.outcome = 'answered' AND k.entered_at < :end {qf}
+)
+SELECT f.bucket, count(*) AS answered_identified,
+       count(*) FILTER (WHERE f.resolved) AS resolved,
+       count(*) FILTER (WHERE NOT f.resolved) AS repeated,
+       count(*) FILTER (WHERE f.resolved IS NULL) AS pending,
+       round(100.0 * count(*) FILTER (WHERE f.resolved) / NULLIF(count(f.resolved), 0), 2)::float8 AS fcr_pct
+  FROM f GROUP BY f.bucket ORDER BY f.bucket
+"""
+    out: Rows = []
+    for r in await _fetch(db, sql, params):
+        row: dict[str, Any] = {"period": _label(r["bucket"], by, zone, start, end), "queue": queue}
+        row.update({k: _plain(r[k]) for k in FCR_COLUMNS[2:]})
+        out.append(row)
+    return out
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+
+def _text(value: Any, *, table: bool) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return ("yes" if value else "no") if table else ("true" if value else "false")
+    if isinstance(value, float):
+        return f"{value:.10g}" if table else repr(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat(sep=" ") if table and isinstance(value, datetime) else value.isoformat()
+    if isinstance(value, dict):
+        if table:
+            return ", ".join(f"{k}={_text(v, table=True)}" for k, v in value.items())
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def format_rows(rows: Rows, fmt: str, columns: Sequence[str] | None = None) -> str:
+    """Render rows as ``table`` (aligned, numbers right-aligned), ``csv`` (header + rows) or
+    ``json`` (a list of objects). ``columns`` fixes the order and is used when ``rows`` is empty."""
+    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
+    if fmt == "json":
+        return json.dumps([{c: r.get(c) for c in cols} for r in rows], default=_json_default,
+                          ensure_ascii=False, indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_text(r.get(c), table=False) for c in cols])
+        return buf.getvalue()
+    if fmt != "table":
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if not rows:
+        return "(no rows)\n"
+    cells = [[_text(r.get(c), table=True) for c in cols] for r in rows]
+    numeric = [all(_is_number(r.get(c)) for r in rows) for c in cols]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+    out = [line(cols), "  ".join("-" * w for w in widths)]
+    out.extend(line(row) for row in cells)
+    return "\n".join(out) + "\n"
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``callcenter report kpi|abandons|agents|fcr --from ISO --to ISO ...``"""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--from", dest="start", required=True, metavar="ISO",
+                        help="period start, inclusive (2025-03-01 or 2025-03-01T08:00; without offset: in --tz)")
+    common.add_argument("--to", dest="end", required=True, metavar="ISO", help="period end, exclusive")
+    common.add_argument("--queue", help="only this queue")
+    common.add_argument("--tz", default="UTC", help="time zone of days, hours and offset-less times (default UTC)")
+    common.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    common.add_argument("--output", "-o", metavar="PATH", help="write to PATH instead of standard output")
+    sub = parser.add_subparsers(dest="report_kind", required=True, metavar="REPORT")
+
+    k = sub.add_parser("kpi", parents=[common], help="answer rate, abandons by stage, service level, ASA, AHT")
+    k.add_argument("--by", choices=_BUCKETS, default="day", help="one row per day (default), hour, or the period")
+    k.add_argument("--sl-seconds", type=float, default=DEFAULT_SL_SECONDS, metavar="T",
+                   help="service-level threshold in seconds (default 20)")
+    k.add_argument("--short-abandon-s", type=float, metavar="S",
+                   help="recompute short abandons with this threshold (default: as recorded)")
+
+    a = sub.add_parser("abandons", parents=[common], help="the abandoned calls (or --by-node: where callers are lost)")
+    a.add_argument("--stage", action="append", choices=ABANDON_STAGES, help="only this stage (repeatable)")
+    a.add_argument("--by-node", action="store_true", help="totals per stage and IVR node / queue instead of calls")
+    a.add_argument("--exclude-short", action="store_true", help="leave out short abandons")
+    a.add_argument("--sl-seconds", type=float, default=DEFAULT_SL_SECONDS, metavar="T",
+                   help="threshold of the after_sl column (default 20)")
+    a.add_argument("--short-abandon-s", type=float, metavar="S",
+                   help="recompute short abandons with this threshold (default: as recorded)")
+    a.add_argument("--limit", type=int, help="at most this many calls")
+
+    g = sub.add_parser("agents", parents=[common], help="per agent: rings, answers, missed rings, talk, pauses")
+    g.add_argument("--agent", help="only this agent (PBX interface, e.g. PJSIP/1001)")
+    g.add_argument("--by", choices=("day", "total"), default="day")
+
+    f = sub.add_parser("fcr", parents=[common], help="first-call resolution of answered calls")
+    f.add_argument("--by", choices=_BUCKETS, default="day")
+    f.add_argument("--window-hours", type=float, default=DEFAULT_FCR_WINDOW_H,
+                   help="a call from the same customer within this many hours is a repeat (default 72)")
+
+
+def _parse_time(text: str, what: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{what}: not an ISO date/time: {text!r}") from None
+
+
+async def _report(args: argparse.Namespace, db: Any) -> tuple[Rows, tuple[str, ...]]:
+    start, end = _parse_time(args.start, "--from"), _parse_time(args.end, "--to")
+    kind = args.report_kind
+    if kind == "kpi":
+        rows = await kpi(db, start, end, queue=args.queue, by=args.by, sl_seconds=args.sl_seconds,
+                         short_abandon_s=args.short_abandon_s, tz=args.tz)
+        return rows, KPI_COLUMNS
+    if kind == "abandons" and args.by_node:
+        rows = await abandons_by_node(db, start, end, queue=args.queue, short_abandon_s=args.short_abandon_s,
+                                      tz=args.tz)
+        return rows, BY_NODE_COLUMNS
+    if kind == "abandons":
+        rows = await abandons(db, start, end, queue=args.queue, stages=args.stage, sl_seconds=args.sl_seconds,
+                              short_abandon_s=args.short_abandon_s, include_short=not args.exclude_short,
+                              limit=args.limit, tz=args.tz)
+        return rows, ABANDON_COLUMNS
+    if kind == "agents":
+        return await agents(db, start, end, queue=args.queue, agent=args.agent, by=args.by, tz=args.tz), AGENT_COLUMNS
+    if kind == "fcr":
+        rows = await fcr(db, start, end, queue=args.queue, by=args.by, window_h=args.window_hours, tz=args.tz)
+        return rows, FCR_COLUMNS
+    raise ValueError(f"unknown report {kind!r}")
+
+
+def run(args: argparse.Namespace, settings: Any) -> int:
+    """Run one report and print it; 0 on success, 1 if the database has no schema, 2 for bad
+    arguments (one line on standard error, no traceback)."""
+    from callcenter.storage.db import current_revision, open_database
+
+    async def main() -> tuple[int, str]:
+        db = await open_database(settings)
+        try:
+            if await current_revision(db.engine) is None:
+                return 1, "the database has no schema yet: run `callcenter db upgrade` first"
+            rows, cols = await _report(args, db)
+            if args.format == "table" and args.report_kind in ("kpi", "fcr"):  # queue None: all calls
+                rows = [{**r, "queue": "(all)" if r["queue"] is None else r["queue"]} for r in rows]
+            return 0, format_rows(rows, args.format, cols)
+        finally:
+            await db.close()
+
+    try:
+        code, text = asyncio.run(main())
+    except ValueError as exc:
+        print(f"callcenter report: {exc}", file=sys.stderr)
+        return 2
+    except asyncpg.PostgresError as exc:
+        print(f"callcenter report: {exc}", file=sys.stderr)
+        return 1
+    if code != 0:
+        print(f"callcenter report: {text}", file=sys.stderr)
+        return code
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
