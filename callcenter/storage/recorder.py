@@ -202,6 +202,22 @@ UPDATE calls c SET first_contact_resolved = false FROM prev
 """
 
 
+# Every call of a known customer is an interaction in the CRM ("every contact is recorded in one
+# base"); the agent is resolved from the PBX interface. NOT EXISTS keeps a replay idempotent.
+_INTERACTIONS_SQL = """
+INSERT INTO interactions (customer_id, at, channel, direction, call_id, outcome, agent_id, summary)
+SELECT c.customer_id, c.entered_at, 'phone', 'inbound', c.call_id, c.outcome,
+       (SELECT e.agent_id FROM agent_endpoints e WHERE e.pbx = c.pbx AND e.interface = c.agent),
+       CASE c.outcome
+         WHEN 'answered' THEN 'answered in ' || coalesce(c.queue, '?')
+         WHEN 'abandoned' THEN 'hung up in ' || c.abandon_stage || coalesce(' at ' || c.abandon_node, '')
+         ELSE c.outcome END
+  FROM calls c
+ WHERE c.call_id = ANY($1::text[]) AND c.customer_id IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM interactions i WHERE i.call_id = c.call_id)
+"""
+
+
 async def write_rows(conn: asyncpg.Connection, rows: Sequence[tuple[str, tuple[Any, ...]]], *, fcr_window_h: float) -> None:
     """Write (table, row) pairs idempotently in one transaction, preserving table semantics."""
     by_table: dict[str, list[tuple[Any, ...]]] = {}
@@ -230,6 +246,7 @@ async def write_rows(conn: asyncpg.Connection, rows: Sequence[tuple[str, tuple[A
                     ids,
                 )
                 await conn.execute(_FCR_SQL, ids, timedelta(hours=fcr_window_h))
+                await conn.execute(_INTERACTIONS_SQL, ids)
 
 
 # --- the recorder --------------------------------------------------------------------------------

@@ -165,3 +165,28 @@ async def test_a_row_postgresql_refuses_is_dead_lettered_and_the_rest_written(db
     assert await count(db_dsn, "SELECT count(*) FROM calls") == 0
     dead = (tmp_path / "journal" / "dead-letter.jsonl").read_text(encoding="utf-8")
     assert "CheckViolationError" in dead and '"c4"' in dead
+
+
+async def test_every_call_of_a_customer_becomes_an_interaction_once(db_dsn, tmp_path) -> None:
+    conn = await asyncpg.connect(**dbmod.asyncpg_dsn(db_dsn))
+    cid = await conn.fetchval("INSERT INTO customers (name) VALUES ('Anna') RETURNING id")
+    aid = await conn.fetchval("INSERT INTO agents (name) VALUES ('Alice') RETURNING id")
+    await conn.execute("INSERT INTO agent_endpoints (agent_id, pbx, interface) VALUES ($1, 'ast1', 'PJSIP/1001')", aid)
+    await conn.close()
+    r = recorder(db_dsn, tmp_path)
+    await r.start()
+    answered = CallSummary(call_id="i1", pbx="ast1", outcome="answered", customer_id=cid, entered_at=T0,
+                           queue="sales", agent="PJSIP/1001")
+    for _ in range(2):  # a replay must not add a second interaction
+        r.submit_summary(answered)
+        r.submit_summary(summary("i2", outcome="abandoned", customer_id=cid, entered=T0 + timedelta(hours=1)))
+        r.submit_summary(summary("i3"))  # no customer: no interaction
+        await r.drain()
+    await r.close()
+    conn = await asyncpg.connect(**dbmod.asyncpg_dsn(db_dsn))
+    rows = await conn.fetch("SELECT call_id, outcome, agent_id, summary, direction FROM interactions ORDER BY at")
+    await conn.close()
+    assert [(x["call_id"], x["outcome"], x["agent_id"], x["summary"]) for x in rows] == [
+        ("i1", "answered", aid, "answered in sales"),
+        ("i2", "abandoned", None, "hung up in queue at sales"),
+    ]

@@ -1,0 +1,165 @@
+"""The CRM lookup routing waits for, with a time budget and a cache.
+
+Calls are never held up by the CRM: ``lookup()`` returns within ``budget_ms`` (default 50 ms).
+If the database is slow or down, the result says ``failed`` and routing uses its fallback rule;
+the query keeps running in the background and, when it completes, fills the cache for the next
+call from that number. Known customers are cached for ``ttl_s``; unknown numbers for a shorter
+``negative_ttl_s`` (they may become leads).
+
+``ensure_lead()`` turns an unknown caller into a CRM lead (stage ``lead``) after routing, off
+the call's critical path; a concurrent creation for the same number is resolved by the unique
+phone constraint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcenter.crm.phones import PhoneError, to_e164
+from callcenter.crm.repository import CustomerCard, CustomerRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    e164: str | None
+    card: CustomerCard | None
+    withheld: bool = False
+    failed: bool = False  # the CRM did not answer within the budget (or errored)
+    reason: str | None = None
+    cached: bool = False
+    ms: float = 0.0
+
+    @property
+    def unknown(self) -> bool:
+        return self.card is None and not self.withheld and not self.failed
+
+
+@dataclass
+class LookupStats:
+    lookups: int = 0
+    hits: int = 0
+    misses: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    leads_created: int = 0
+
+
+class CrmLookup:
+    def __init__(
+        self,
+        repo: CustomerRepository,
+        *,
+        budget_ms: float = 50.0,
+        cache_size: int = 10_000,
+        ttl_s: float = 300.0,
+        negative_ttl_s: float = 10.0,
+        clock=time.monotonic,
+    ) -> None:
+        self.repo = repo
+        self.budget_s = budget_ms / 1000.0
+        self.cache_size = cache_size
+        self.ttl_s = ttl_s
+        self.negative_ttl_s = negative_ttl_s
+        self.clock = clock
+        self._cache: OrderedDict[str, tuple[float, CustomerCard | None]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Task[CustomerCard | None]] = {}
+        self.stats = LookupStats()
+
+    def _cache_get(self, e164: str) -> tuple[bool, CustomerCard | None]:
+        entry = self._cache.get(e164)
+        if entry is None:
+            return False, None
+        expires, card = entry
+        if self.clock() > expires:
+            del self._cache[e164]
+            return False, None
+        self._cache.move_to_end(e164)
+        return True, card
+
+    def _cache_put(self, e164: str, card: CustomerCard | None) -> None:
+        if self.cache_size <= 0:
+            return
+        ttl = self.ttl_s if card is not None else self.negative_ttl_s
+        self._cache[e164] = (self.clock() + ttl, card)
+        self._cache.move_to_end(e164)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def invalidate(self, e164: str) -> None:
+        self._cache.pop(e164, None)
+
+    async def lookup(self, raw: str | None) -> LookupResult:
+        started = time.perf_counter()
+        self.stats.lookups += 1
+        try:
+            e164 = to_e164(raw, self.repo.default_region)
+        except PhoneError as exc:
+            return LookupResult(None, None, withheld=True, reason=str(exc))
+        if e164 is None:
+            return LookupResult(None, None, withheld=True, reason="withheld number")
+        hit, card = self._cache_get(e164)
+        if hit:
+            self.stats.hits += 1
+            return LookupResult(e164, card, cached=True, ms=(time.perf_counter() - started) * 1000)
+        self.stats.misses += 1
+        task = self._inflight.get(e164)
+        if task is None:
+            task = asyncio.ensure_future(self.repo.lookup(e164))
+            self._inflight[e164] = task
+            task.add_done_callback(lambda t, n=e164: self._done(n, t))
+        try:
+            card = await asyncio.wait_for(asyncio.shield(task), self.budget_s)
+        except TimeoutError:
+            self.stats.timeouts += 1
+            return LookupResult(e164, None, failed=True, reason=f"CRM lookup over {self.budget_s * 1000:.0f} ms",
+                                ms=(time.perf_counter() - started) * 1000)
+        except Exception as exc:
+            self.stats.errors += 1
+            return LookupResult(e164, None, failed=True, reason=f"CRM lookup failed: {type(exc).__name__}: {exc}",
+                                ms=(time.perf_counter() - started) * 1000)
+        return LookupResult(e164, card, ms=(time.perf_counter() - started) * 1000)
+
+    def _done(self, e164: str, task: asyncio.Task[CustomerCard | None]) -> None:
+        self._inflight.pop(e164, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.warning("CRM lookup of %s failed: %s", e164, exc)
+            return
+        self._cache_put(e164, task.result())
+
+    async def ensure_lead(self, engine: AsyncEngine, e164: str, name: str | None) -> int | None:
+        """The customer id for ``e164``, creating a lead if the number is unknown."""
+        display = (name or "").strip()
+        if not display or display.lower() in ("unknown", "anonymous") or display == e164 or display.lstrip("+").isdigit():
+            display = f"Caller {e164}"
+        async with engine.begin() as conn:
+            existing = await conn.scalar(text("SELECT customer_id FROM customer_phones WHERE e164 = :p"), {"p": e164})
+            if existing is not None:
+                return int(existing)
+            cid = await conn.scalar(
+                text("INSERT INTO customers (name, tier, stage) VALUES (:n, 'standard', 'lead') RETURNING id"),
+                {"n": display},
+            )
+            inserted = await conn.scalar(
+                text("INSERT INTO customer_phones (customer_id, e164, label) VALUES (:c, :p, 'caller id') "
+                     "ON CONFLICT (e164) DO NOTHING RETURNING customer_id"),
+                {"c": cid, "p": e164},
+            )
+            if inserted is None:  # created concurrently by another call: keep theirs, drop ours
+                await conn.execute(text("DELETE FROM customers WHERE id = :c"), {"c": cid})
+                return int(await conn.scalar(text("SELECT customer_id FROM customer_phones WHERE e164 = :p"),
+                                             {"p": e164}))
+        self.stats.leads_created += 1
+        self.invalidate(e164)
+        return int(cid)

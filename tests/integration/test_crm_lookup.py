@@ -1,0 +1,89 @@
+"""Calls are never held up by the CRM: a lookup answers within its budget even when
+PostgreSQL is slow (a lock held by another session) or down, and warms the cache afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+
+from callcenter.crm.lookup import CrmLookup
+from callcenter.crm.repository import CustomerRepository
+from callcenter.storage import db as dbmod
+
+
+async def _seed(dsn: str) -> int:
+    conn = await asyncpg.connect(**dbmod.asyncpg_dsn(dsn))
+    cid = await conn.fetchval("INSERT INTO customers (name, tier) VALUES ('Anna Ivanova', 'vip') RETURNING id")
+    await conn.execute("INSERT INTO customer_phones (customer_id, e164) VALUES ($1, '+12025550143')", cid)
+    await conn.close()
+    return cid
+
+
+async def test_known_unknown_withheld_and_cache(database) -> None:
+    await _seed(database.dsn)
+    crm = CrmLookup(CustomerRepository(database.engine), budget_ms=2000)
+    r = await crm.lookup("(202) 555-0143")
+    assert r.card is not None and r.card.vip and not r.cached and not r.failed
+    again = await crm.lookup("+12025550143")
+    assert again.cached and again.card == r.card
+    unknown = await crm.lookup("2025550199")
+    assert unknown.unknown and unknown.e164 == "+12025550199"
+    withheld = await crm.lookup("anonymous")
+    assert withheld.withheld and not withheld.unknown
+    assert crm.stats.hits == 1 and crm.stats.misses == 2
+
+
+async def test_a_slow_database_costs_the_budget_not_more(database) -> None:
+    await _seed(database.dsn)
+    crm = CrmLookup(CustomerRepository(database.engine), budget_ms=50)
+    blocker = await asyncpg.connect(**database.connect_kwargs())
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE customer_phones IN ACCESS EXCLUSIVE MODE")
+    try:
+        t0 = time.perf_counter()
+        r = await crm.lookup("+12025550143")
+        elapsed = time.perf_counter() - t0
+        assert r.failed and "over 50 ms" in (r.reason or "")
+        assert elapsed < 0.5  # the budget, plus scheduling slack on a loaded machine
+    finally:
+        await tx.rollback()
+        await blocker.close()
+    # the query went on in the background and filled the cache for the next call
+    for _ in range(100):
+        if crm._cache:
+            break
+        await asyncio.sleep(0.02)
+    r = await crm.lookup("+12025550143")
+    assert r.cached and r.card is not None and r.card.name == "Anna Ivanova"
+
+
+async def test_a_database_that_is_down_fails_fast() -> None:
+    # nothing listens on port 1: connection refused, as when PostgreSQL is stopped
+    engine = dbmod.make_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none", connect_timeout_s=1)
+    try:
+        crm = CrmLookup(CustomerRepository(engine), budget_ms=200)
+        t0 = time.perf_counter()
+        r = await crm.lookup("+12025550143")
+        assert r.failed and time.perf_counter() - t0 < 1.0
+    finally:
+        await engine.dispose()
+
+
+async def test_unknown_caller_becomes_a_lead_once(database) -> None:
+    crm = CrmLookup(CustomerRepository(database.engine), budget_ms=2000)
+    assert (await crm.lookup("2025550177")).unknown
+    ids = await asyncio.gather(*(crm.ensure_lead(database.engine, "+12025550177", "PSTN 2025550177")
+                                 for _ in range(3)))
+    assert len(set(ids)) == 1
+    card = (await crm.lookup("2025550177")).card
+    assert card is not None and card.stage == "lead" and card.name == "PSTN 2025550177"
+    conn = await asyncpg.connect(**database.connect_kwargs())
+    assert await conn.fetchval("SELECT count(*) FROM customers") == 1
+    await conn.close()
+    other = await crm.ensure_lead(database.engine, "+12025550178", "2025550178")
+    conn = await asyncpg.connect(**database.connect_kwargs())
+    assert await conn.fetchval("SELECT name FROM customers WHERE id = $1", other) == "Caller +12025550178"
+    await conn.close()
