@@ -141,7 +141,7 @@ class CrmLookup:
     async def ensure_lead(self, engine: AsyncEngine, e164: str, name: str | None) -> int | None:
         """The customer id for ``e164``, creating a lead if the number is unknown."""
         display = (name or "").strip()
-        if not display or display.lower() in ("unknown", "anonymous") or display == e164 or display.lstrip("+").isdigit():
+        if not display or display.lower() in ("unknown", "anonymous") or display.lstrip("+").isdigit():
             display = f"Caller {e164}"
         async with engine.begin() as conn:
             existing = await conn.scalar(text("SELECT customer_id FROM customer_phones WHERE e164 = :p"), {"p": e164})

@@ -218,7 +218,9 @@ SELECT c.customer_id, c.entered_at, 'phone', 'inbound', c.call_id, c.outcome,
 """
 
 
-async def write_rows(conn: asyncpg.Connection, rows: Sequence[tuple[str, tuple[Any, ...]]], *, fcr_window_h: float) -> None:
+async def write_rows(
+    conn: asyncpg.Connection, rows: Sequence[tuple[str, tuple[Any, ...]]], *, fcr_window_h: float
+) -> None:
     """Write (table, row) pairs idempotently in one transaction, preserving table semantics."""
     by_table: dict[str, list[tuple[Any, ...]]] = {}
     for table, row in rows:
