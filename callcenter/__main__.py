@@ -1,3 +1,5 @@
-from callcenter.cli import main
 import sys
+
+from callcenter.cli import main
+
 sys.exit(main())

@@ -52,7 +52,7 @@ def current_call_id() -> str | None:
 class _CallIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "call_id", None):
-            record.call_id = _call_id.get()
+            record.call_id = _call_id.get()  # type: ignore[attr-defined]
         return True
 
 

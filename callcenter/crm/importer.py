@@ -243,8 +243,10 @@ class _RowValidator:
             if row is not None:
                 yield row
 
-    def reject(self, line: int, column: str, reason: str) -> None:
+    def reject(self, line: int, column: str, reason: str) -> _Row | None:
+        """Record a rejection; returns None so ``row()`` can ``return self.reject(...)``."""
         self.report.rejected.append(Rejection(line, column, reason))
+        return None
 
     def row(self, line: int, values: list[str], normalized: dict[str, str | None]) -> _Row | None:
         if len(values) != self.ncols:
@@ -328,7 +330,7 @@ def validate_file(
         with p.open("r", encoding="utf-8-sig", newline="") as fh:
 
             def progress(rows: int) -> None:
-                bar.update(fh.buffer.tell(), rows)
+                bar.update(fh.buffer.tell(), rows)  # type: ignore[attr-defined]
 
             try:
                 rows = list(

@@ -115,7 +115,12 @@ class CrmLookup:
         if task is None:
             task = asyncio.ensure_future(self.repo.lookup(e164))
             self._inflight[e164] = task
-            task.add_done_callback(lambda t, n=e164: self._done(n, t))
+            number = e164
+
+            def done(t: asyncio.Task[CustomerCard | None]) -> None:
+                self._done(number, t)
+
+            task.add_done_callback(done)
         try:
             card = await asyncio.wait_for(asyncio.shield(task), self.budget_s)
         except TimeoutError:

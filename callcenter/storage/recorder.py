@@ -152,7 +152,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _encode_line(table: str, row: Sequence[Any]) -> str:
-    out = []
+    out: list[Any] = []
     for v in row:
         if isinstance(v, datetime):
             out.append({"$t": v.isoformat()})
@@ -166,7 +166,7 @@ def _encode_line(table: str, row: Sequence[Any]) -> str:
 def _decode_line(line: str) -> tuple[str, tuple[Any, ...]]:
     code, values = json.loads(line)
     table = _TABLE_OF[code]
-    row = []
+    row: list[Any] = []
     for col, v in zip(TABLES[table], values, strict=True):
         if isinstance(v, dict) and "$t" in v and col in _TIME_COLS:
             row.append(datetime.fromisoformat(v["$t"]))

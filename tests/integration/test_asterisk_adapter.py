@@ -74,7 +74,7 @@ async def pbx(
         await server.close()
 
 
-async def until(predicate: Any, timeout: float = 3.0) -> None:  # noqa: ASYNC109
+async def until(predicate: Any, timeout: float = 3.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.005)

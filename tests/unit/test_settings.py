@@ -51,7 +51,7 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch) -> None:
     assert s.database.pool_size == 3
     assert s.database.dsn is not None and "pw" not in repr(s.database)
     monkeypatch.setenv("CALLCENTER_HTTP__PORT", "abc")
-    with pytest.raises(ConfigError, match="environment CALLCENTER_HTTP__PORT: http.port"):
+    with pytest.raises(ConfigError, match=r"environment CALLCENTER_HTTP__PORT: http\.port"):
         load_settings(f)
 
 

@@ -391,7 +391,7 @@ class AmiClient:
         if self._record is not None:
             self._record.flush()
 
-    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def drain(self, timeout: float | None = None) -> None:
         """Wait until every event received so far has been through the handlers."""
         await asyncio.wait_for(self._barrier(), timeout)
 
@@ -403,7 +403,7 @@ class AmiClient:
         name: str,
         headers: Headers = (),
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,
     ) -> AmiMessage:
         """Send one action and return its response.
 
@@ -422,7 +422,7 @@ class AmiClient:
         name: str,
         headers: Headers = (),
         *,
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,
     ) -> tuple[AmiMessage, list[AmiMessage]]:
         """Send an EventList action; return ``(response, items)``.
 
@@ -441,7 +441,7 @@ class AmiClient:
         command: str,
         *,
         command_id: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,
     ) -> AmiMessage:
         """Queue an AsyncAGI command and return its ``AsyncAGIExec`` event.
 
