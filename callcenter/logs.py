@@ -59,7 +59,8 @@ class _CallIdFilter(logging.Filter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
-        call = f" [call {record.call_id}]" if getattr(record, "call_id", None) else ""
+        call_id = getattr(record, "call_id", None)
+        call = f" [call {call_id}]" if call_id else ""
         line = f"{ts} {record.levelname:<7} {record.name}{call}: {redact(record.getMessage())}"
         if record.exc_info:
             line += "\n" + redact(self.formatException(record.exc_info))

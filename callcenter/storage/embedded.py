@@ -55,7 +55,7 @@ class EmbeddedPostgres:
     def close(self) -> None:
         if self._server is not None:
             self._server.cleanup()
-            self._server: Any = None
+            self._server = None
 
     @property
     def socket_dir(self) -> Path:
