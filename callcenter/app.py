@@ -22,11 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from callcenter.bus import Bus
 from callcenter.calls.journey import JourneyBook
+from callcenter.calls.live import LiveRegistry
 from callcenter.domain.commands import Command, ReleaseCall
 from callcenter.domain.events import (
+    AgentOffered,
     AgentPauseChanged,
     AgentStatusChanged,
+    CallEnded,
     ControllerAttached,
     Event,
     QueueMemberChanged,
@@ -68,11 +72,13 @@ class Controller:
     driver: CallDriver | None = None
     clock: Clock = utcnow
     stats: ControllerStats = field(default_factory=ControllerStats)
+    bus: Bus = field(default_factory=Bus)
+    live: LiveRegistry = field(default_factory=LiveRegistry)
 
     def __post_init__(self) -> None:
         self.book = JourneyBook(short_abandon_s=self.short_abandon_s)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.listeners: list[Callable[[Event], None]] = []  # live views (API, wallboard)
+        self.listeners: list[Callable[[Event], None]] = []  # extra observers (tests, metrics)
 
     def add_pbx(self, adapter: PbxPort, mode: str = "control") -> None:
         self.adapters[adapter.name] = adapter
@@ -97,6 +103,8 @@ class Controller:
                     log.exception("controller: listener failed on %s", event.type)
 
     def _handle(self, event: Event) -> None:
+        self.live.apply(event)
+        self._notify(event)
         if isinstance(event, AgentStatusChanged | AgentPauseChanged | QueueMemberChanged):
             self.recorder.submit_agent_event(event)
             return
@@ -109,6 +117,35 @@ class Controller:
             self.recorder.submit_summary(update.summary)
         if isinstance(event, ControllerAttached) and self.modes.get(event.pbx) == "control":
             self._spawn(self._drive(event), f"drive-{event.call_id}")
+
+    def _notify(self, event: Event) -> None:
+        """Live notifications for the API's SSE stream, the wallboard and webhooks."""
+        now = self.clock()
+        if isinstance(event, AgentStatusChanged | AgentPauseChanged | QueueMemberChanged):
+            agent = self.live.agents.get(event.agent)
+            if agent is not None:
+                self.bus.publish("agent", agent.to_dict(now), agent=event.agent,
+                                 queue=getattr(event, "queue", None))
+            return
+        if event.call_id is None:
+            return
+        call = self.live.calls.get(event.call_id)
+        if isinstance(event, CallEnded):
+            self.bus.publish("call_ended", {"call_id": event.call_id, "cause": event.cause,
+                                            "hung_up_by": event.hung_up_by.value})
+        elif call is not None:
+            self.bus.publish("call", {**call.to_dict(now), "event": event.type}, queue=call.queue,
+                             agent=call.agent)
+        if isinstance(event, AgentOffered) and call is not None:
+            # Screen pop: before (or as) the agent's phone rings, who is calling.
+            self.bus.publish("screen_pop", {
+                "call_id": event.call_id, "agent": event.agent, "queue": event.queue,
+                "caller": call.caller, "caller_name": call.caller_name, "did": call.did,
+                "customer": call.customer,
+            }, agent=event.agent, queue=event.queue)
+        queue = getattr(event, "queue", None)
+        if isinstance(queue, str) and queue:
+            self.bus.publish("queue", self.live.queue_dict(queue, now), queue=queue)
 
     # -- driving calls --------------------------------------------------------------------------
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
