@@ -1,0 +1,178 @@
+"""Webhooks: screen pops and call ends POSTed to configured URLs, signed, retried, never in the way.
+
+The bus hook only filters by kind and enqueues into a bounded queue (``put_nowait``): call
+handling never waits for a slow or dead receiver. A full queue drops the notification and
+counts it. A background task takes notifications off the queue and starts one delivery task
+per (notification, webhook), at most ``concurrency`` at a time, so one receiver in a retry
+back-off does not hold back the others.
+
+Signature: ``X-Callcenter-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>``
+with ``X-Callcenter-Timestamp: <unix seconds>``. The timestamp is inside the signed text so a
+captured request cannot be replayed later with a fresh timestamp; receivers should refuse
+timestamps more than a few minutes off. Each delivery also carries ``X-Callcenter-Delivery``
+(unique per notification and webhook, the same across retries, for de-duplication).
+
+Retries: connection errors, timeouts, 408, 429 and 5xx are retried after ``backoff_s``,
+doubling up to ``backoff_max_s``, for ``max_attempts`` attempts in all; other 4xx answers are the
+receiver refusing the payload and are not retried. A notification given up on counts in
+``callcenter_webhook_failures``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from sqlalchemy import text
+
+from callcenter.bus import Notification
+
+if TYPE_CHECKING:
+    from callcenter.api.context import ApiOptions
+    from callcenter.api.metrics import ApiMetrics
+    from callcenter.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Callcenter-Signature"
+TIMESTAMP_HEADER = "X-Callcenter-Timestamp"
+DELIVERY_HEADER = "X-Callcenter-Delivery"
+DEFAULT_KINDS = frozenset({"screen_pop", "call_ended"})
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+@dataclass(frozen=True)
+class Target:
+    id: int
+    url: str
+    secret: str
+    kinds: frozenset[str]
+
+
+class WebhookDispatcher:
+    def __init__(self, database: Database, options: ApiOptions, metrics: ApiMetrics) -> None:
+        self.database = database
+        self.options = options
+        self.metrics = metrics
+        self.queue: asyncio.Queue[Notification] = asyncio.Queue(options.webhook_queue_size)
+        self._targets: list[Target] = []
+        self._loaded_at = float("-inf")
+        self._stale = True
+        self._task: asyncio.Task[None] | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(options.webhook_concurrency)
+        self._session: aiohttp.ClientSession | None = None
+        self.kinds: frozenset[str] = DEFAULT_KINDS  # widened when a webhook asks for more
+
+    # -- the bus hook: runs inside Bus.publish, on the controller's path ---------------------------
+    def hook(self, n: Notification) -> None:
+        if n.kind not in self.kinds:
+            return
+        try:
+            self.queue.put_nowait(n)
+        except asyncio.QueueFull:
+            self.metrics.webhook_dropped.inc()
+
+    def invalidate(self) -> None:
+        """The webhooks table changed: re-read it before the next delivery."""
+        self._stale = True
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.options.webhook_timeout_s))
+        with contextlib.suppress(Exception):  # database down at start: loaded on first use
+            await self._load()
+        self._task = asyncio.create_task(self._run(), name="webhooks")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._deliveries) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    # -- work ------------------------------------------------------------------------------------
+    async def _load(self) -> None:
+        async with self.database.engine.connect() as conn:
+            rows = await conn.execute(text("SELECT id, url, secret, kinds FROM webhooks WHERE active ORDER BY id"))
+            self._targets = [Target(r.id, r.url, r.secret, frozenset(r.kinds)) for r in rows]
+        self.kinds = DEFAULT_KINDS.union(*(t.kinds for t in self._targets))
+        self._loaded_at = time.monotonic()
+        self._stale = False
+
+    async def targets(self) -> list[Target]:
+        if self._stale or time.monotonic() - self._loaded_at > self.options.webhook_refresh_s:
+            try:
+                await self._load()
+            except Exception as exc:  # keep delivering to the last known list
+                log.warning("webhooks: cannot read the webhooks table (%s); using the last list", exc)
+                self._loaded_at = time.monotonic()
+        return self._targets
+
+    async def _run(self) -> None:
+        while True:
+            n = await self.queue.get()
+            for target in await self.targets():
+                if n.kind in target.kinds:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._deliver(target, n), name=f"webhook-{target.id}-{n.id}")
+                    self._deliveries.add(task)
+                    task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._deliveries.discard(task)
+        self._slots.release()
+
+    async def _deliver(self, target: Target, n: Notification) -> None:
+        assert self._session is not None
+        body = json.dumps(n.to_dict(), ensure_ascii=False, default=str).encode()
+        delay = self.options.webhook_backoff_s
+        last = ""
+        for attempt in range(1, self.options.webhook_max_attempts + 1):
+            ts = str(int(time.time()))
+            headers = {
+                "Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(target.secret, ts, body),
+                TIMESTAMP_HEADER: ts,
+                DELIVERY_HEADER: f"{n.id}-{target.id}",
+                "User-Agent": "callcenter-webhooks",
+            }
+            retry = True
+            try:
+                async with self._session.post(target.url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    if 200 <= resp.status < 300:
+                        self.metrics.webhook_deliveries.labels("ok").inc()
+                        return
+                    last = f"HTTP {resp.status}"
+                    retry = resp.status in (408, 429) or resp.status >= 500
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if not retry or attempt == self.options.webhook_max_attempts:
+                break
+            self.metrics.webhook_deliveries.labels("retry").inc()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.options.webhook_backoff_max_s)
+        self.metrics.webhook_deliveries.labels("failed").inc()
+        self.metrics.webhook_failures.inc()
+        log.warning("webhook %s: gave up on %s #%s: %s", target.id, n.kind, n.id, last)
+
+    def pending(self) -> dict[str, Any]:
+        return {"queued": self.queue.qsize(), "in_flight": len(self._deliveries)}
