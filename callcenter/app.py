@@ -43,10 +43,10 @@ from callcenter.storage.recorder import Recorder
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-# A call driver decides what to do with a call handed to the controller; it returns the
-# commands to run, in order. Routing plugs in here; without one, calls are released at once to
-# the dialplan's default queue (the dialplan's own fail-open path, without waiting for it).
-CallDriver = Callable[[ControllerAttached], Awaitable[list[Command]]]
+# A call driver takes over a call handed to the controller and runs its commands through
+# ``Controller.execute`` (routing, IVR). Without one, calls are released at once to the
+# dialplan's default queue (the dialplan's own fail-open path, without waiting for it).
+CallDriver = Callable[[ControllerAttached], Awaitable[None]]
 
 
 def utcnow() -> datetime:
@@ -156,15 +156,36 @@ class Controller:
 
     async def _drive(self, event: ControllerAttached) -> None:
         with call_context(event.call_id):
+            if self.driver is None:
+                await self.execute(event.pbx, self._release(event))
+                return
             try:
-                commands = await self.driver(event) if self.driver else [self._release(event)]
+                await self.driver(event)
             except Exception:
+                # One bad call never stops the others, and the caller is never stuck: release it.
                 log.exception("controller: call driver failed; releasing the call to the default queue")
-                commands = [self._release(event)]
-            for cmd in commands:
-                result = await self.execute(event.pbx, cmd)
-                if not result.ok:
-                    break
+                await self.execute(event.pbx, self._release(event))
+
+    # -- journey notes from the shell (routing decisions, moves, customers) ------------------------
+    def note(self, call_id: str, kind: str, **kwargs: Any) -> None:
+        records = self.book.note(call_id, kind, now=self.clock(), **kwargs)
+        self._submit_notes(call_id, records)
+
+    def note_customer(self, call_id: str, *, customer_id: int | None, vip: bool | None,
+                      tier: str | None = None) -> None:
+        records = self.book.note_customer(call_id, customer_id=customer_id, vip=vip, tier=tier, now=self.clock())
+        self._submit_notes(call_id, records)
+
+    def note_move(self, call_id: str, from_queue: str, to_queue: str | None, **kwargs: Any) -> None:
+        records = self.book.note_controller_move(call_id, from_queue, to_queue, now=self.clock(), **kwargs)
+        self._submit_notes(call_id, records)
+
+    def _submit_notes(self, call_id: str, records: list[Any] | None) -> None:
+        if not records:
+            return
+        state = self.book.state(call_id)
+        self.stats.records += len(records)
+        self.recorder.submit_records(records, pbx=state.pbx if state is not None else "")
 
     @staticmethod
     def _release(event: ControllerAttached) -> Command:
@@ -193,6 +214,41 @@ class Controller:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def pid_file_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("callcenter")) / "callcenter.pid"
+
+
+def write_pid_file() -> Path:
+    """``callcenter rules reload`` sends SIGHUP to the pid written here."""
+    import os
+
+    path = pid_file_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()}\n")
+    return path
+
+
+def _build_routing(settings: Settings, controller: Controller, database: Any) -> Any:
+    """Routing when a rules file is configured; an invalid file stops start-up (ConfigError)."""
+    if settings.rules.path is None:
+        log.warning("no routing rules (rules.path): calls handed to the controller go to the dialplan's default "
+                    "queue; journeys are still recorded")
+        return None
+    from callcenter.crm.lookup import CrmLookup
+    from callcenter.crm.repository import CustomerRepository
+    from callcenter.routing.service import RoutingService, RulesHolder
+
+    holder = RulesHolder(settings.rules.path)
+    rules = holder.load()
+    log.info("routing rules %s loaded from %s", rules.version, settings.rules.path)
+    crm = CrmLookup(CustomerRepository(database.engine, default_region=settings.crm.default_region),
+                    budget_ms=settings.crm.lookup_budget_ms, cache_size=settings.crm.cache_size)
+    return RoutingService(controller, holder, crm, database.engine,
+                          pbx_types={p.name: p.type for p in settings.pbx}, region=settings.crm.default_region)
 
 
 def build_adapter(pbx: PbxSettings, record: Path | None = None, timeout: float | None = None) -> PbxPort:
@@ -238,6 +294,7 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
         controller = Controller(recorder, short_abandon_s=settings.journey.short_abandon_s)
         for adapter, mode in adapters:
             controller.add_pbx(adapter, mode)
+        routing = _build_routing(settings, controller, database)
 
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -256,8 +313,14 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, on_signal)
+        if routing is not None:
+            holder = routing.rules
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGHUP, holder.reload)
+        pid_file = write_pid_file()
 
         await recorder.start()
+        overflow = asyncio.create_task(routing.overflow_loop(), name="overflow") if routing else None
         try:
             for adapter, _ in adapters:
                 # A PBX that is down at start is not fatal: the client keeps reconnecting.
@@ -270,14 +333,22 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
                         return 2
             await stop.wait()
         finally:
+            if overflow is not None:
+                overflow.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await overflow
             for adapter, _ in adapters:
                 with contextlib.suppress(Exception):
                     await adapter.close()
             await controller.close()
+            if routing is not None:
+                await routing.close()
             await recorder.close()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            with contextlib.suppress(FileNotFoundError):
+                pid_file.unlink()
         return 0
     finally:
         await database.close()

@@ -1,0 +1,459 @@
+"""The routing shell: looks the caller up, asks the pure core, drives the call, watches queues.
+
+For each call handed to the controller (``ControllerAttached``):
+
+1. CRM lookup within its time budget (``CrmLookup``): a slow or down database means the
+   fallback rule routes the call and the journey says so (``routed`` record,
+   ``detail.lookup_failed``). Calls are never held up by the CRM.
+2. ``decide()`` (pure) over the caller, the customer, the live queue state and the rules that
+   are current at that moment; the journey records the rules version and the rule id, and the
+   customer (id, VIP) for attribution; the live call gets the customer card for screen pops.
+3. The decision's commands run through the adapter in order: display name first (so the
+   agent's phone shows ``VIP Ivanova A.`` from the first ring), an announcement, then the
+   queue with its priority, or the IVR: each ``CollectDigits`` result goes through the pure
+   ``ivr_next`` until the caller leaves the menu (queue, callback, voicemail, hang-up).
+4. An unknown caller becomes a CRM lead after routing, off the critical path.
+
+The overflow loop (every ``overflow_interval`` s) feeds the live state to the pure planner and
+carries out its moves (``MoveToQueue``, noted in the journey as controller moves: one call, two
+stints, never an abandon) and agent-group changes (``AddQueueMember``/``RemoveQueueMember``).
+
+``RulesHolder`` owns the current rules: an invalid file at start-up stops the daemon with the
+precise errors; on reload (SIGHUP, ``callcenter rules reload``, the admin API) an invalid file
+is refused with the same errors and the running rules stay. A call keeps the RuleSet it
+started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from callcenter.crm.lookup import CrmLookup, LookupResult
+from callcenter.domain.commands import Command, ReleaseCall
+from callcenter.domain.events import CallEnded, ControllerAttached, Event
+from callcenter.logs import call_context
+from callcenter.routing.decide import (
+    CallInfo,
+    Decision,
+    LiveState,
+    QueueLive,
+    decide,
+    decide_after_ivr,
+    decision_commands,
+)
+from callcenter.routing.ivr import IvrCollect, IvrInvalid, ivr_commands, ivr_next
+from callcenter.routing.loader import load_rules_checked, parse_rules_checked, reload_rules
+from callcenter.routing.overflow import (
+    AddGroup,
+    MoveCall,
+    RemoveGroup,
+    WaitingCall,
+    overflow_actions,
+    overflow_commands,
+)
+from callcenter.routing.rules import RuleSet
+from callcenter.yamlconf import ConfigError
+
+if TYPE_CHECKING:
+    from callcenter.app import Controller
+
+log = logging.getLogger(__name__)
+
+
+def _problem_dict(p: Any) -> dict[str, Any]:
+    return {"file": p.file, "line": p.line, "column": p.column, "path": p.path, "message": p.message}
+
+
+class RulesHolder:
+    """The current routing rules (also the HTTP API's ``RulesPort``)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.rules: RuleSet | None = None
+        self.text: str | None = None
+        self.loaded_at: datetime | None = None
+        self.reloads = 0
+        self.refused = 0
+        self.listeners: list[Callable[[RuleSet], None]] = []
+
+    def load(self) -> RuleSet:
+        """At start-up: an invalid file is fatal (ConfigError with every problem)."""
+        if self.path is None:
+            raise ConfigError("no routing rules file configured (rules.path in the settings)")
+        rules, warnings = load_rules_checked(self.path)
+        for w in warnings:
+            log.warning("rules: %s", w)
+        self._set(rules)
+        return rules
+
+    def _set(self, rules: RuleSet) -> None:
+        self.rules = rules
+        assert self.path is not None
+        self.text = self.path.read_text(encoding="utf-8")
+        self.loaded_at = datetime.now(UTC)
+        for listener in self.listeners:
+            listener(rules)
+
+    # -- RulesPort --------------------------------------------------------------------------------
+    def current(self) -> dict[str, Any]:
+        return {
+            "version": self.rules.version if self.rules else None,
+            "path": str(self.path) if self.path else None,
+            "text": self.text,
+            "loaded_at": self.loaded_at.isoformat() if self.loaded_at else None,
+        }
+
+    def validate(self, candidate: str) -> list[dict[str, Any]]:
+        try:
+            parse_rules_checked(candidate, "candidate")
+        except ConfigError as exc:
+            return [_problem_dict(p) for p in exc.problems] or [
+                {"file": "candidate", "line": None, "column": None, "path": "", "message": str(exc)}]
+        return []
+
+    def reload(self) -> dict[str, Any]:
+        if self.path is None:
+            return {"ok": False, "problems": [{"message": "no rules file configured"}]}
+        new, problems, changed = reload_rules(self.path, self.rules)
+        if new is None:
+            self.refused += 1
+            for p in problems:
+                log.error("rules reload refused, the running rules (%s) stay: %s",
+                          self.rules.version if self.rules else "-", p)
+            return {"ok": False, "version": self.rules.version if self.rules else None,
+                    "problems": [_problem_dict(p) for p in problems]}
+        if changed:
+            self._set(new)
+            self.reloads += 1
+            log.info("rules reloaded: version %s", new.version)
+        return {"ok": True, "version": new.version, "changed": changed}
+
+
+@dataclass
+class RoutedCall:
+    call_id: str
+    pbx: str
+    channel: str | None
+    tier: str | None
+    lookup_failed: bool
+    rules: RuleSet
+    priority: int = 0
+    steps_done: set[str] = field(default_factory=set)
+
+
+@dataclass
+class RoutingStats:
+    routed: int = 0
+    fallback: int = 0
+    lookup_failed: int = 0
+    ivr_steps: int = 0
+    moves: int = 0
+    group_changes: int = 0
+    failures: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class RoutingService:
+    def __init__(
+        self,
+        controller: Controller,
+        rules: RulesHolder,
+        crm: CrmLookup | None,
+        engine: AsyncEngine | None,
+        *,
+        pbx_types: dict[str, str],
+        region: str = "US",
+        overflow_interval: float = 1.0,
+        create_leads: bool = True,
+        observe_latency: Callable[[float], None] | None = None,
+    ) -> None:
+        self.controller = controller
+        self.rules = rules
+        self.crm = crm
+        self.engine = engine
+        self.pbx_types = pbx_types
+        self.region = region
+        self.overflow_interval = overflow_interval
+        self.create_leads = create_leads
+        self.observe_latency = observe_latency
+        self.calls: dict[str, RoutedCall] = {}
+        self.active_groups: set[tuple[str, str]] = set()
+        self.stats = RoutingStats()
+        self._sticky_cache: dict[tuple[int, str], str | None] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        controller.driver = self.drive
+        controller.listeners.append(self._on_event)
+
+    # -- per call -------------------------------------------------------------------------------
+    def _on_event(self, ev: Event) -> None:
+        if isinstance(ev, CallEnded) and ev.call_id is not None:
+            self.calls.pop(ev.call_id, None)
+
+    def live_state(self, rules: RuleSet, pbx: str, now: datetime) -> LiveState:
+        out: dict[str, QueueLive] = {}
+        for name, q in rules.queues.items():
+            s = self.controller.live.queue_stats(q.pbx_name(name, pbx, self.pbx_types.get(pbx)), now)
+            out[name] = QueueLive(s.logged_in, s.available, s.busy, s.paused, s.waiting, s.longest_wait_s,
+                                  s.estimated_wait_s)
+        return LiveState(out)
+
+    async def drive(self, ev: ControllerAttached) -> None:
+        started = time.perf_counter()
+        rules = self.rules.rules
+        assert ev.call_id is not None
+        if rules is None:
+            await self.controller.execute(ev.pbx, ReleaseCall(call_id=ev.call_id, channel=ev.channel))
+            return
+        now = self.controller.clock()
+        call = CallInfo.from_caller(ev.caller_number, ev.did, now, pbx=ev.pbx, pbx_type=self.pbx_types.get(ev.pbx),
+                                    region=self.region)
+        lookup = await self.crm.lookup(ev.caller_number) if self.crm else LookupResult(
+            call.caller_e164, None, withheld=call.withheld, failed=True, reason="no CRM configured")
+        decision = decide(call, lookup.card, self.live_state(rules, ev.pbx, now), rules,
+                          lookup_failed=lookup.failed)
+        self._record_decision(ev, decision, lookup)
+        routed = RoutedCall(ev.call_id, ev.pbx, ev.channel, tier=decision.tier, lookup_failed=lookup.failed,
+                            rules=rules, priority=decision.priority)
+        self.calls[ev.call_id] = routed
+        sticky = await self._sticky_interface(decision, ev.pbx)
+        commands = decision_commands(decision, ev.call_id, ev.channel, sticky_interface=sticky)
+        if decision.action == "ivr":
+            # everything before the first CollectDigits (display name, announcement), then the menu
+            if await self._run(ev.pbx, commands[:-1]):
+                await self._ivr(ev, routed, decision, commands[-1], call, started)
+        else:
+            await self._run(ev.pbx, commands, started=started)
+            self._after_exit(ev, decision, lookup)
+        if lookup.unknown and self.create_leads and self.engine is not None and self.crm is not None and lookup.e164:
+            self._spawn(self._lead(ev, lookup.e164))
+
+    async def _run(self, pbx: str, commands: list[Command], *, started: float | None = None) -> bool:
+        for cmd in commands:
+            result = await self.controller.execute(pbx, cmd)
+            if started is not None and cmd.kind in ("route_to_queue", "hang_up", "release_call"):
+                self._latency(started)
+                started = None
+            if not result.ok:
+                self.stats.failures += 1
+                return False
+        return True
+
+    def _latency(self, started: float) -> None:
+        ms = (time.perf_counter() - started) * 1000
+        self.stats.latencies_ms.append(ms)
+        if len(self.stats.latencies_ms) > 100_000:
+            del self.stats.latencies_ms[:50_000]
+        if self.observe_latency is not None:
+            self.observe_latency(ms / 1000)
+
+    async def _ivr(self, ev: ControllerAttached, routed: RoutedCall, decision: Decision, collect_cmd: Command,
+                   call: CallInfo, started: float) -> None:
+        assert ev.call_id is not None and decision.ivr is not None and decision.ivr_menu is not None
+        menu = routed.rules.ivr[decision.ivr_menu]
+        step: Any = decision.ivr
+        pending: list[Command] = [collect_cmd]
+        while True:
+            self.stats.ivr_steps += 1
+            node, tries = step.node, step.tries
+            digits: str | None = None
+            for cmd in pending:
+                result = await self.controller.execute(ev.pbx, cmd)
+                if not result.ok:
+                    return  # caller gone or the call left the controller (fail-open took it)
+                if cmd.kind == "collect_digits":
+                    digits = result.detail.get("digits") or None
+            step = ivr_next(menu, node, digits, tries)
+            if isinstance(step, IvrCollect | IvrInvalid):
+                pending = ivr_commands(step, ev.call_id, ev.channel)
+                if isinstance(step, IvrInvalid):
+                    step = step.next
+                continue
+            final = decide_after_ivr(decision, step, call, routed.rules)
+            self.controller.note(ev.call_id, "ivr_exit", rules_version=final.rules_version, rule_id=final.rule_id,
+                                 detail={"node": step.node, "digits": step.digits, "action": final.action,
+                                         "queue": final.queue})
+            routed.priority = final.priority
+            await self._run(ev.pbx, decision_commands(final, ev.call_id, ev.channel), started=started)
+            self._after_exit(ev, final, None)
+            return
+
+    def _record_decision(self, ev: ControllerAttached, d: Decision, lookup: LookupResult) -> None:
+        assert ev.call_id is not None
+        self.stats.routed += 1
+        self.stats.fallback += d.fallback
+        self.stats.lookup_failed += lookup.failed
+        card = lookup.card
+        if card is not None:
+            self.controller.note_customer(ev.call_id, customer_id=card.id, vip=card.vip, tier=card.tier)
+            live = self.controller.live.calls.get(ev.call_id)
+            if live is not None:
+                live.customer = {
+                    "id": card.id, "name": card.name, "tier": card.tier, "vip": card.vip, "stage": card.stage,
+                    "segment": card.segment, "notes": card.notes, "assigned_agent": card.assigned_agent,
+                    "interactions": [i["summary"] for i in card.to_dict()["interactions"][:3]],
+                }
+        self.controller.note(
+            ev.call_id, "routed", rules_version=d.rules_version, rule_id=d.rule_id,
+            detail={"action": d.action, "queue": d.queue, "pbx_queue": d.pbx_queue, "priority": d.priority,
+                    "ivr_menu": d.ivr_menu, "display_name": d.display_name, "fallback": d.fallback,
+                    "lookup_failed": lookup.failed, "lookup_reason": lookup.reason,
+                    "lookup_ms": round(lookup.ms, 2), "closed": d.closed},
+        )
+        with call_context(ev.call_id):
+            log.info("routed by rule %s (%s): %s %s prio %s%s", d.rule_id, d.rules_version, d.action,
+                     d.queue or d.ivr_menu or "", d.priority, " [CRM lookup failed]" if lookup.failed else "")
+
+    def _after_exit(self, ev: ControllerAttached, d: Decision, lookup: LookupResult | None) -> None:
+        """Outcome markers the journey's attribution reads (closed, callback, voicemail)."""
+        assert ev.call_id is not None
+        if d.closed:
+            self.controller.note(ev.call_id, "closed", rules_version=d.rules_version, rule_id=d.rule_id,
+                                 detail={"calendar": d.closed_calendar,
+                                         "next_open": d.next_open.isoformat() if d.next_open else None})
+        if d.action == "callback" and d.callback_queue:
+            self.controller.note(ev.call_id, "callback", rules_version=d.rules_version, rule_id=d.rule_id,
+                                 detail={"queue": d.callback_queue})
+            self._spawn(self._file_callback(ev, d))
+        if d.action == "voicemail":
+            self.controller.note(ev.call_id, "voicemail", rules_version=d.rules_version, rule_id=d.rule_id,
+                                 detail={"mailbox": d.mailbox})
+
+    async def _file_callback(self, ev: ControllerAttached, d: Decision) -> None:
+        """The caller chose a callback: the request is stored now, dispatched by the callback
+        service (it lives in PostgreSQL, so it survives restarts)."""
+        if self.engine is None or not ev.caller_number:
+            return
+        from callcenter.crm.phones import PhoneError, to_e164
+
+        try:
+            phone = to_e164(ev.caller_number, self.region)
+        except PhoneError:
+            phone = None
+        if phone is None:
+            log.warning("callback requested from a withheld number; nothing to call back")
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO callbacks (call_id, customer_id, phone, name, source, queue, due_at) "
+                     "VALUES (:c, :cust, :p, :n, 'ivr', :q, now())"),
+                {"c": ev.call_id, "cust": d.customer_id, "p": phone, "n": ev.caller_name, "q": d.callback_queue},
+            )
+
+    async def _sticky_interface(self, d: Decision, pbx: str) -> str | None:
+        if not d.sticky_s or d.sticky_agent_id is None or self.engine is None:
+            return None
+        key = (d.sticky_agent_id, pbx)
+        if key not in self._sticky_cache:
+            async with self.engine.connect() as conn:
+                self._sticky_cache[key] = await conn.scalar(
+                    text("SELECT interface FROM agent_endpoints WHERE agent_id = :a AND pbx = :p"),
+                    {"a": d.sticky_agent_id, "p": pbx})
+        return self._sticky_cache[key]
+
+    async def _lead(self, ev: ControllerAttached, e164: str) -> None:
+        assert self.crm is not None and self.engine is not None and ev.call_id is not None
+        try:
+            cid = await self.crm.ensure_lead(self.engine, e164, ev.caller_name)
+        except Exception as exc:
+            log.warning("could not create a CRM lead for %s: %s", e164, exc)
+            return
+        if cid is not None:
+            self.controller.note_customer(ev.call_id, customer_id=cid, vip=False, tier="standard")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- overflow ------------------------------------------------------------------------------
+    def waiting_calls(self, rules: RuleSet, now: datetime) -> list[WaitingCall]:
+        reverse: dict[tuple[str, str], str] = {}
+        out: list[WaitingCall] = []
+        for c in self.controller.live.calls.values():
+            if c.stage not in ("queue", "ringing") or c.queue is None or c.queue_since is None:
+                continue
+            key = (c.pbx, c.queue)
+            if key not in reverse:
+                reverse[key] = next((n for n, q in rules.queues.items()
+                                     if q.pbx_name(n, c.pbx, self.pbx_types.get(c.pbx)) == c.queue), "")
+            logical = reverse[key]
+            if not logical:
+                continue
+            routed = self.calls.get(c.call_id)
+            tier = routed.tier if routed else ((c.customer or {}).get("tier") or None)
+            out.append(WaitingCall(
+                c.call_id, logical, c.queue_since, c.original_entry_at or c.queue_since,
+                tier.casefold() if isinstance(tier, str) else None,
+                routed.priority if routed else 0,
+                frozenset(routed.steps_done) if routed else frozenset(),
+                routed.lookup_failed if routed else False,
+                c.channel,
+            ))
+        return out
+
+    async def overflow_tick(self, now: datetime | None = None) -> list[Any]:
+        rules = self.rules.rules
+        if rules is None:
+            return []
+        now = now or self.controller.clock()
+        pbxs = [name for name, mode in self.controller.modes.items() if mode == "control"]
+        done: list[Any] = []
+        for pbx in pbxs:
+            waiting = [w for w in self.waiting_calls(rules, now)
+                       if self.controller.live.calls[w.call_id].pbx == pbx]
+            actions = overflow_actions(rules, self.live_state(rules, pbx, now), waiting,
+                                       frozenset(self.active_groups), now)
+            for action in actions:
+                if await self._overflow(pbx, rules, action, now):
+                    done.append(action)
+        return done
+
+    async def _overflow(self, pbx: str, rules: RuleSet, action: Any, now: datetime) -> bool:
+        commands = overflow_commands(action, rules, pbx=pbx, pbx_type=self.pbx_types.get(pbx))
+        if isinstance(action, MoveCall):
+            routed = self.calls.get(action.call_id)
+            if routed is not None:
+                routed.steps_done.add(action.step_id)
+                routed.priority = action.priority
+            # Tell the journey first: the PBX reports the move exactly like an abandon.
+            self.controller.note_move(action.call_id, action.from_queue, action.to_queue,
+                                      rules_version=rules.version, rule_id=f"overflow:{action.step_id}")
+            self.stats.moves += 1
+        ok = True
+        for cmd in commands:
+            result = await self.controller.execute(pbx, cmd)
+            ok = ok and result.ok
+        if isinstance(action, AddGroup) and ok:
+            self.active_groups.add((action.queue, action.group))
+            self.stats.group_changes += 1
+        elif isinstance(action, RemoveGroup):
+            self.active_groups.discard((action.queue, action.group))
+            self.stats.group_changes += 1
+        log.info("overflow: %s -> %s", type(action).__name__, "ok" if ok else "failed")
+        return ok
+
+    async def overflow_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.overflow_interval)
+            try:
+                await self.overflow_tick()
+            except Exception:
+                log.exception("overflow loop: one round failed; the next runs as usual")
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
