@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import text
 
+from callcenter.api.app import STATE
 from callcenter.api.auth import create_token, revoke_token
 from callcenter.api.context import ApiContext, ApiOptions
 from callcenter.api.server import bound_port, start_http, stop_http
@@ -105,6 +106,7 @@ class Env:
     ids: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     clock: list[datetime] = field(default_factory=lambda: [T0])
+    state: Any = None  # the app's ApiState (spies, metrics, webhooks)
 
     @property
     def controller(self) -> Controller:
@@ -225,7 +227,8 @@ async def api_env(database: Database, tmp_path: Path, *, max_body: int = 4096,
     runner = await start_http(ctx, "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession() as http:
-            env = Env(ctx, pbx, f"http://127.0.0.1:{bound_port(runner)}", http, clock=clock)
+            env = Env(ctx, pbx, f"http://127.0.0.1:{bound_port(runner)}", http, clock=clock,
+                      state=runner.app[STATE])
             await seed(env)
             yield env
     finally:
