@@ -55,6 +55,7 @@ class FakePbx:
         self.commands: list[Command] = []
         self.fail_with: str | None = None
         self.handlers: list[EventHandler] = []
+        self.before_execute: Any = None  # async fn(cmd): runs as the PBX receives the command
 
     @property
     def name(self) -> str:
@@ -71,6 +72,8 @@ class FakePbx:
 
     async def execute(self, cmd: Command) -> CommandResult:
         self.commands.append(cmd)
+        if self.before_execute is not None:
+            await self.before_execute(cmd)
         if self.fail_with:
             return CommandResult(cmd.command_id, False, self.fail_with)
         return CommandResult(cmd.command_id, True)
