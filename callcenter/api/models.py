@@ -72,7 +72,9 @@ class RedistributeBody(_Body):
 
 class EndpointIn(_Body):
     pbx: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
-    interface: Endpoint
+    # Asterisk queue member interface (PJSIP/1001) or FreeSWITCH mod_callcenter agent (1001@default):
+    # no spaces or control characters, so it can never break a PBX command line.
+    interface: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:+#*;/-]*$", max_length=200)]
 
 
 class AgentIn(_Body):
