@@ -216,17 +216,13 @@ class Controller:
                 await task
 
 
-def pid_file_path() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("callcenter")) / "callcenter.pid"
-
-
 def write_pid_file() -> Path:
     """``callcenter rules reload`` sends SIGHUP to the pid written here."""
     import os
 
-    path = pid_file_path()
+    from callcenter.routing.cli import default_pid_file
+
+    path = default_pid_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{os.getpid()}\n")
     return path

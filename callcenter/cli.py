@@ -178,11 +178,20 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 
-def _lazy(module: str, attr: str = "run") -> Callable[[argparse.Namespace, Settings], int]:
+def _lazy(module: str, attr: str = "run", *, with_settings: bool = False) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        return int(getattr(importlib.import_module(module), attr)(args) or 0)
+        fn = getattr(importlib.import_module(module), attr)
+        return int((fn(args, settings) if with_settings else fn(args)) or 0)
 
     return run
+
+
+# Subcommands whose module defines add_arguments(parser) and run(args, settings).
+_MODULE_COMMANDS = (
+    ("rules", "callcenter.routing.cli", "routing rules: check, explain, schema, reload"),
+    ("report", "callcenter.analytics.reports", "analyst reports: kpi, abandons, agents"),
+    ("token", "callcenter.api.cli", "API tokens: create, list, revoke"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
         replay = sub.add_parser("replay", help="replay a recorded PBX trace: normalized events or call summaries")
         replay_mod.add_arguments(replay)
         replay.set_defaults(func=_lazy("callcenter.pbx.replay"), needs_settings=False)
+    for name, module, help_text in _MODULE_COMMANDS:
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(func=_lazy(module, with_settings=True))
     return parser
 
 

@@ -76,7 +76,8 @@ def shown(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, list[
             context = m.group(1)
             contexts[context] = {}
             continue
-        m = re.match(r"\s+(?:'([^']+)' =>)?\s+\d+\.\s+(.*?)\s+\[pbx_config\]$", line)
+        # "[label]" before the priority marks a labelled step, as in Asterisk's "dialplan show"
+        m = re.match(r"\s+(?:'([^']+)' =>)?\s+(?:\[[\w-]+\]\s+)?\d+\.\s+(.*?)\s+\[pbx_config\]$", line)
         if m:
             exten = m.group(1) or exten
             contexts[context].setdefault(exten, []).append(m.group(2))
@@ -103,6 +104,10 @@ def test_queue_context_matches_what_redirect_and_route_send(shown: dict[str, dic
     assert steps[1] == "Set(TIMEOUT(absolute)=0)"  # a Redirect out of AGI keeps the timer running
     assert any(f"${{{DEFAULT_NAMES.priority_variable}}}" in s and "QUEUE_PRIO" in s for s in steps)
     assert any(s.startswith("Queue(${EXTEN}") for s in steps)
+    # sticky routing: the agent alone first, then the queue; cleared so an overflow skips it
+    dial = next(i for i, s in enumerate(steps) if s.startswith("Dial(${CC_STICKY_DIAL}"))
+    assert steps[dial - 1] == "Set(CC_STICKY_AGENT=)"
+    assert dial < next(i for i, s in enumerate(steps) if s.startswith("Queue(${EXTEN}"))
     assert "i" in queue  # unknown queue name -> default queue, not a hangup
     (redirect,) = [s for s in plan(c.MoveToQueue(queue="sales", channel="PJSIP/x-00000001")) if s.name == "Redirect"]
     assert redirect.header("Context") == DEFAULT_NAMES.queue_context

@@ -75,7 +75,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from callcenter.domain.events import (
@@ -168,7 +168,6 @@ IGNORED_EVENTS: frozenset[str] = frozenset(
         "CoreShowChannel",
         "CoreShowChannelsComplete",
         "DeviceStateChange",  # QueueMemberStatus carries the member's device state
-        "DialBegin",  # AgentCalled carries queue + member for the same leg
         "DialState",
         "DTMFBegin",
         "EndpointList",
@@ -290,6 +289,8 @@ class _Leg:
     member_name: str | None = None
     answered: bool = False
     ring_closed: bool = False  # AgentRingNoAnswer or AgentRingCanceled already emitted
+    direct: bool = False  # dialled by the caller's own Dial() (sticky routing), not by a queue
+    dialed_at: datetime | None = None
     # any leg
     hangup_requested: bool = False
     agi_command: str | None = None
@@ -370,6 +371,7 @@ class AsteriskTranslator:
             "QueueCallerAbandon": self._on_queue_caller_abandon,
             "QueueCallerLeave": self._on_queue_caller_leave,
             "AgentCalled": self._on_agent_called,
+            "DialBegin": self._on_dial_begin,
             "DialEnd": self._on_dial_end,
             "AgentRingNoAnswer": self._on_agent_ring_no_answer,
             "AgentConnect": self._on_agent_connect,
@@ -964,6 +966,54 @@ class AsteriskTranslator:
             )
         ]
 
+    def _on_dial_begin(self, msg: AmiMessage, at: datetime) -> list[Event]:
+        """A Dial() by the caller's own channel, not by app_queue: the dialplan rings the
+        customer's personal agent first (sticky routing, cc-queue with CC_STICKY_AGENT).
+
+        For queue members AgentCalled always comes first (answered_caller_hangup: AgentCalled,
+        then DialBegin for the same DestChannel), so a DialBegin whose DestChannel no
+        AgentCalled announced is a direct dial. Its fields are the ones app_queue's dials
+        show (Channel* caller snapshot, Dest* callee snapshot, DialString = the dialled
+        interface): both go through the same dial API in Asterisk (main/dial.c / app_dial.c
+        publish ast_channel_publish_dial for either)."""
+        caller, dest = msg.get("Channel"), msg.get("DestChannel")
+        if not caller or not dest:
+            return []
+        known = self._legs.get(dest)
+        if known is not None and known.kind != "other":  # a queue member (AgentCalled) or a spy leg
+            return []
+        call = self._calls.get(msg.get("Linkedid") or "")
+        if call is None or call.caller_channel != caller:
+            return []
+        interface = (msg.get("DialString") or dest.rsplit("-", 1)[0]).split(",", 1)[0]
+        # The callee's Newchannel came first and tracked it as an "other" leg of the call.
+        leg = known or self._track(_Leg(dest, msg.get("DestUniqueid") or "", call.call_id, "agent"), at)
+        leg.kind, leg.call_id = "agent", call.call_id
+        leg.interface, leg.direct, leg.dialed_at = interface, True, at
+        leg.member_name = _known(msg.get("DestCallerIDName"))
+        return [AgentOffered(pbx=self.pbx, call_id=call.call_id, at=at, channel=caller, queue=None,
+                             agent=interface, agent_name=leg.member_name, agent_channel=dest)]
+
+    def _on_direct_dial_end(self, leg: _Leg, msg: AmiMessage, at: datetime) -> list[Event]:
+        status = msg.get("DialStatus") or ""
+        ring_s = (at - leg.dialed_at).total_seconds() if leg.dialed_at else None
+        common: dict[str, Any] = {"pbx": self.pbx, "call_id": leg.call_id, "at": at, "channel": msg.get("Channel"),
+                                  "queue": None, "agent": leg.interface or "", "agent_name": leg.member_name}
+        if status == "ANSWER":
+            leg.answered = leg.ring_closed = True
+            call = self._calls.get(leg.call_id)
+            if call is not None:
+                call.connected_agent_channel = leg.channel
+            return [AgentConnected(**common, hold_s=None, ring_s=round(ring_s) if ring_s is not None else None,
+                                   agent_channel=leg.channel)]
+        if leg.ring_closed or leg.answered:
+            return []
+        leg.ring_closed = True
+        if status == "CANCEL":  # the caller hung up while the agent's phone rang
+            return [AgentRingCanceled(**common)]
+        # NOANSWER (Dial's timeout: CC_STICKY_S), BUSY, CHANUNAVAIL, CONGESTION: the queue comes next.
+        return [AgentRingNoAnswer(**common, ring_ms=round(ring_s * 1000) if ring_s is not None else None)]
+
     def _on_dial_end(self, msg: AmiMessage, at: datetime) -> list[Event]:
         # Originate-created legs have only Dest* fields (no caller Channel): nothing to do.
         if not msg.get("Channel"):
@@ -971,6 +1021,8 @@ class AsteriskTranslator:
         member = self._member(msg)
         if member is None:
             return []
+        if member.direct:
+            return self._on_direct_dial_end(member, msg, at)
         status = msg.get("DialStatus")
         if status == "ANSWER":
             member.answered = True
