@@ -178,7 +178,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 # --- parser ------------------------------------------------------------------------------------
 
 
-def _lazy(module: str, attr: str = "run", *, with_settings: bool = False) -> Callable[[argparse.Namespace, Settings], int]:
+def _lazy(
+    module: str, attr: str = "run", *, with_settings: bool = False
+) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
         fn = getattr(importlib.import_module(module), attr)
         return int((fn(args, settings) if with_settings else fn(args)) or 0)
