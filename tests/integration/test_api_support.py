@@ -210,6 +210,12 @@ def arrive(env: Env, call_id: str, queue: str, caller: str, name: str) -> None:
              QueueJoined(pbx="ast1", call_id=call_id, at=at, queue=queue))
 
 
+def offer_and_connect(env: Env, call_id: str, queue: str, agent: str) -> None:
+    at = env.clock[0]
+    env.feed(AgentOffered(pbx="ast1", call_id=call_id, at=at, queue=queue, agent=agent),
+             AgentConnected(pbx="ast1", call_id=call_id, at=at, queue=queue, agent=agent))
+
+
 def end(env: Env, call_id: str) -> None:
     env.feed(CallEnded(pbx="ast1", call_id=call_id, at=env.clock[0], cause=16))
 

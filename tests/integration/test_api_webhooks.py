@@ -1,0 +1,152 @@
+"""Webhooks: a local receiver checks the HMAC signature; a failing receiver is retried with
+back-off and given up on, counted in the metrics; the bus hook never blocks publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from callcenter.api.context import ApiOptions
+from callcenter.api.webhooks import verify
+from tests.integration.test_api_support import Env, api_env, end, floor, offer_and_connect
+
+
+class Receiver:
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.statuses = statuses or []  # answers in order; then 200
+        self.requests: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append({"at": time.monotonic(), "headers": dict(request.headers), "body": body})
+        self.arrived.set()
+        status = self.statuses.pop(0) if self.statuses else 200
+        return web.Response(status=status)
+
+
+@asynccontextmanager
+async def receiver(statuses: list[int] | None = None) -> AsyncIterator[tuple[Receiver, str]]:
+    r = Receiver(statuses)
+    app = web.Application()
+    app.router.add_post("/hook", r.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield r, f"http://127.0.0.1:{port}/hook"
+    finally:
+        await runner.cleanup()
+
+
+async def add_hook(env: Env, url: str, **kw: Any) -> dict[str, Any]:
+    status, hook, _ = await env.req("POST", "/api/v1/webhooks", json={"url": url, **kw})
+    assert status == 201
+    return hook
+
+
+async def wait_for(cond: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.02)
+
+
+async def test_screen_pops_and_call_ends_are_signed(database, tmp_path) -> None:
+    async with api_env(database, tmp_path) as env, receiver() as (rec, url):
+        hook = await add_hook(env, url)
+        floor(env)  # screen pop: c-sales offered to alice
+        offer_and_connect(env, "c-support", "support", "PJSIP/1002")  # screen pop: c-support to bob
+        end(env, "c-support")
+        await wait_for(lambda: len(rec.requests) >= 3)
+        await asyncio.sleep(0.2)
+        kinds = [json.loads(r["body"])["kind"] for r in rec.requests]
+        assert kinds.count("screen_pop") == 2 and kinds.count("call_ended") == 1  # c-sales, c-support pops
+        assert set(kinds) == {"screen_pop", "call_ended"}  # call/queue/agent changes are not sent
+        for r in rec.requests:
+            h = r["headers"]
+            ts, sig = h["X-Callcenter-Timestamp"], h["X-Callcenter-Signature"]
+            assert abs(int(ts) - time.time()) < 60
+            # what a receiver computes: HMAC-SHA256(secret, "<timestamp>.<body>")
+            expected = hmac.new(hook["secret"].encode(), ts.encode() + b"." + r["body"], hashlib.sha256).hexdigest()
+            assert sig == f"sha256={expected}"
+            assert verify(hook["secret"], ts, r["body"], sig)
+            assert not verify("another secret", ts, r["body"], sig)
+            assert not verify(hook["secret"], str(int(ts) + 1), r["body"], sig)  # the timestamp is signed too
+            assert h["Content-Type"] == "application/json" and h["X-Callcenter-Delivery"]
+        pop = next(json.loads(r["body"]) for r in rec.requests
+                   if json.loads(r["body"])["data"].get("call_id") == "c-support")
+        assert (pop["data"]["agent"], pop["data"]["caller"], pop["data"]["caller_name"]) == (
+            "PJSIP/1002", "+12025550103", "Smith")
+        _, metrics, _ = await env.req("GET", "/metrics")
+        assert 'callcenter_webhook_deliveries_total{result="ok"} 3.0' in metrics
+
+
+async def test_a_failing_receiver_is_retried_with_backoff_then_counted(database, tmp_path) -> None:
+    opts = ApiOptions(webhook_backoff_s=0.1, webhook_backoff_max_s=1.0, webhook_max_attempts=4,
+                      webhook_refresh_s=0.0, sse_heartbeat_s=1.0)
+    async with api_env(database, tmp_path, options=opts) as env, receiver([503, 500, 502, 500]) as (rec, url):
+        await add_hook(env, url, kinds=["screen_pop"])
+        floor(env)  # one screen pop (c-sales offered to alice)
+        await wait_for(lambda: len(rec.requests) >= 4)
+        await asyncio.sleep(0.3)
+        assert len(rec.requests) == 4  # max_attempts, then given up
+        gaps = [b["at"] - a["at"] for a, b in zip(rec.requests, rec.requests[1:], strict=False)]
+        # 0.1, 0.2, 0.4 s: doubling (with a little slack for scheduling)
+        for gap, want in zip(gaps, (0.1, 0.2, 0.4), strict=True):
+            assert want * 0.9 <= gap < want + 0.25, gaps
+        assert len({r["headers"]["X-Callcenter-Delivery"] for r in rec.requests}) == 1  # same delivery id
+        _, metrics, _ = await env.req("GET", "/metrics")
+        assert "callcenter_webhook_failures_total 1.0" in metrics
+        assert 'callcenter_webhook_deliveries_total{result="retry"} 3.0' in metrics
+        assert 'callcenter_webhook_deliveries_total{result="failed"} 1.0' in metrics
+
+
+async def test_a_receiver_that_recovers_gets_the_notification(database, tmp_path) -> None:
+    async with api_env(database, tmp_path) as env, receiver([500]) as (rec, url):
+        await add_hook(env, url, kinds=["screen_pop"])
+        floor(env)
+        await wait_for(lambda: len(rec.requests) >= 2)
+        await asyncio.sleep(0.2)
+        assert len(rec.requests) == 2
+        _, metrics, _ = await env.req("GET", "/metrics")
+        assert 'callcenter_webhook_deliveries_total{result="ok"} 1.0' in metrics
+        assert "callcenter_webhook_failures_total 0.0" in metrics
+
+
+async def test_a_4xx_answer_is_not_retried(database, tmp_path) -> None:
+    async with api_env(database, tmp_path) as env, receiver([400]) as (rec, url):
+        await add_hook(env, url, kinds=["screen_pop"])
+        floor(env)
+        await wait_for(lambda: len(rec.requests) >= 1)
+        await asyncio.sleep(0.3)
+        assert len(rec.requests) == 1
+        _, metrics, _ = await env.req("GET", "/metrics")
+        assert "callcenter_webhook_failures_total 1.0" in metrics
+
+
+async def test_an_unreachable_receiver_does_not_slow_publishing(database, tmp_path) -> None:
+    opts = ApiOptions(webhook_queue_size=5, webhook_backoff_s=10.0, webhook_refresh_s=0.0)
+    async with api_env(database, tmp_path, options=opts) as env:
+        await add_hook(env, "http://127.0.0.1:9/hook", kinds=["screen_pop", "call"])
+        await env.state.webhooks.targets()
+        bus = env.controller.bus
+        started = time.perf_counter()
+        for i in range(200):
+            bus.publish("screen_pop", {"call_id": f"x{i}"}, agent="PJSIP/1001")
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.05  # enqueue only: no network, no waiting
+        assert env.state.webhooks.queue.qsize() <= 5
+        _, metrics, _ = await env.req("GET", "/metrics")
+        dropped = float(next(line.split()[-1] for line in metrics.splitlines()
+                             if line.startswith("callcenter_webhook_dropped_total")))
+        assert dropped >= 195
