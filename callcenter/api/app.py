@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 
 from callcenter.api.context import ApiContext, ApiOptions
 from callcenter.api.metrics import ApiMetrics, LiveCollector
@@ -74,7 +74,11 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
     except IntegrityError as exc:
         return ApiProblem(409, f"conflicts with existing data: {_pg_message(exc)}", kind="conflict").response(
             request.path)
-    except (OperationalError, DBAPIError, OSError, TimeoutError) as exc:
+    except DataError as exc:  # a value validation let through that PostgreSQL refuses
+        log.warning("api: %s %s: database refused a value: %s", request.method, request.path, exc)
+        return ApiProblem(422, f"a value was refused: {_pg_message(exc)}", kind="validation-error",
+                          errors=[]).response(request.path)
+    except (OperationalError, InterfaceError, OSError, TimeoutError) as exc:
         request.app[STATE].metrics.http_errors.inc()
         log.warning("api: %s %s: database or network unavailable: %s", request.method, request.path, exc)
         return ApiProblem(503, "a backing service (database) is unavailable; try again",
@@ -87,7 +91,7 @@ async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
         return ApiProblem(500, "internal error (logged)", kind="internal").response(request.path)
 
 
-def _pg_message(exc: IntegrityError) -> str:
+def _pg_message(exc: Exception) -> str:
     orig = getattr(exc, "orig", None)
     text_ = str(orig if orig is not None else exc).splitlines()[0]
     return text_.split("DETAIL:")[0].strip()[:300]

@@ -166,6 +166,9 @@ def wrap(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         errors = []
         for name in r.path_params:
             raw = request.match_info.get(name, "")
+            if "\x00" in raw:
+                errors.append(_nul_error("path", name))
+                continue
             if name in INT_PARAMS:
                 if not raw.isdigit() or len(raw) > 18:
                     errors.append({"in": "path", "path": name, "pointer": f"#/{name}",
@@ -178,6 +181,9 @@ def wrap(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
             raise ApiProblem(422, f"path parameter {errors[0]['path']!r}: {errors[0]['detail']}",
                              title="Unprocessable Content", kind="validation-error", errors=errors)
         call = Call(request, ctx, state, principal, path)
+        bad = next((k for k, v in request.query.items() if "\x00" in v or "\x00" in k), None)
+        if bad is not None:
+            raise _nul_problem("query", bad)
         if r.query is not None:
             try:
                 call.query = r.query.model_validate(_query_dict(request, r.query))
@@ -203,6 +209,8 @@ async def _read_body(request: web.Request, r: Route, call: Call) -> None:
             call.text = raw.decode()
         except UnicodeDecodeError:
             raise ApiProblem(400, "the body is not UTF-8 text", kind="bad-body") from None
+        if "\x00" in call.text:
+            raise _nul_problem("body", "")
         return
     if raw and ctype not in ("application/json", "application/octet-stream", "") and not ctype.endswith("+json"):
         raise ApiProblem(415, f"send application/json, not {ctype}", kind="unsupported-media-type")
@@ -212,10 +220,44 @@ async def _read_body(request: web.Request, r: Route, call: Call) -> None:
         raise ApiProblem(400, f"the body is not valid JSON: {exc}", kind="malformed-json") from None
     if r.body is None:
         raise ApiProblem(415, "this endpoint takes a text/yaml body", kind="unsupported-media-type")
+    nul = _nul_path(data)
+    if nul is not None:
+        raise _nul_problem("body", nul)
     try:
         call.body = r.body.model_validate(data)
     except ValidationError as exc:
         raise validation_problem(exc, "body") from None
+
+
+# PostgreSQL text cannot hold NUL; no field of this API has a use for it. Refused up front, with
+# the field's path, instead of surfacing later as a database error.
+def _nul_path(value: Any, path: str = "") -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if "\x00" in str(k):
+                return sub
+            found = _nul_path(v, sub)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_path(v, f"{path}.{i}" if path else str(i))
+            if found is not None:
+                return found
+    return None
+
+
+def _nul_error(where: str, path: str) -> dict[str, Any]:
+    return {"in": where, "path": path, "pointer": "#/" + path.replace(".", "/"),
+            "detail": "NUL characters are not allowed", "type": "string_nul"}
+
+
+def _nul_problem(where: str, path: str) -> ApiProblem:
+    return ApiProblem(422, f"{where} field {path!r}: NUL characters are not allowed", title="Unprocessable Content",
+                      kind="validation-error", errors=[_nul_error(where, path)])
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------

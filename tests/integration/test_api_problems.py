@@ -117,3 +117,17 @@ async def test_the_database_being_down_is_a_503(database, tmp_path) -> None:
             assert status == 200
         finally:
             await env.ctx.database.engine.dispose()
+
+
+async def test_nul_characters_are_refused_with_their_path(database, tmp_path) -> None:
+    async with api_env(database, tmp_path) as env:
+        status, body, resp = await env.req("POST", "/api/v1/customers", json={"name": "A", "notes": "x\u0000y"})
+        assert_problem(status, body, resp, 422)
+        assert body["errors"][0]["path"] == "notes"
+        status, body, resp = await env.req("GET", "/api/v1/customers?name=a%00b")
+        assert_problem(status, body, resp, 422)
+        assert body["errors"][0] == {"in": "query", "path": "name", "pointer": "#/name",
+                                     "detail": "NUL characters are not allowed", "type": "string_nul"}
+        status, body, resp = await env.req("DELETE", "/api/v1/groups/a%00b")
+        assert_problem(status, body, resp, 422)
+        assert body["errors"][0]["in"] == "path"

@@ -110,6 +110,7 @@ class Env:
     tokens: dict[str, str] = field(default_factory=dict)
     clock: list[datetime] = field(default_factory=lambda: [T0])
     state: Any = None  # the app's ApiState (spies, metrics, webhooks)
+    app: Any = None  # the aiohttp Application
 
     @property
     def controller(self) -> Controller:
@@ -237,7 +238,7 @@ async def api_env(database: Database, tmp_path: Path, *, max_body: int = 4096,
     try:
         async with aiohttp.ClientSession() as http:
             env = Env(ctx, pbx, f"http://127.0.0.1:{bound_port(runner)}", http, clock=clock,
-                      state=runner.app[STATE])
+                      state=runner.app[STATE], app=runner.app)
             await seed(env)
             yield env
     finally:
