@@ -208,6 +208,27 @@ class Controller:
             log.warning("controller: %s %s failed: %s", cmd.kind, cmd.command_id, result.error)
         return result
 
+    async def execute_many(self, pbx: str, cmds: list[Command]) -> list[CommandResult]:
+        """Commands for one call in order; pipelined when the adapter can (see AsteriskAdapter)."""
+        adapter = self.adapters.get(pbx)
+        many = getattr(adapter, "execute_many", None)
+        if adapter is None or many is None or self.modes.get(pbx) == "observe":
+            out = []
+            for cmd in cmds:
+                out.append(await self.execute(pbx, cmd))
+            return out
+        self.stats.commands += len(cmds)
+        try:
+            results: list[CommandResult] = await many(cmds)
+        except Exception as exc:
+            log.exception("controller: command batch failed")
+            results = [CommandResult(c.command_id, False, f"{type(exc).__name__}: {exc}") for c in cmds]
+        for r in results:
+            if not r.ok:
+                self.stats.command_failures += 1
+                log.warning("controller: %s failed: %s", r.command_id, r.error)
+        return results
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
@@ -241,7 +262,8 @@ def _build_routing(settings: Settings, controller: Controller, database: Any) ->
     holder = RulesHolder(settings.rules.path)
     rules = holder.load()
     log.info("routing rules %s loaded from %s", rules.version, settings.rules.path)
-    crm = CrmLookup(CustomerRepository(database.engine, default_region=settings.crm.default_region),
+    crm = CrmLookup(CustomerRepository(database.engine, default_region=settings.crm.default_region,
+                                       pool=database.lookup_pool),
                     budget_ms=settings.crm.lookup_budget_ms, cache_size=settings.crm.cache_size)
     return RoutingService(controller, holder, crm, database.engine,
                           pbx_types={p.name: p.type for p in settings.pbx}, region=settings.crm.default_region)
@@ -290,6 +312,7 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
         controller = Controller(recorder, short_abandon_s=settings.journey.short_abandon_s)
         for adapter, mode in adapters:
             controller.add_pbx(adapter, mode)
+        database.lookup_pool = await database.pool() if settings.rules.path is not None else None
         routing = _build_routing(settings, controller, database)
 
         stop = stop or asyncio.Event()

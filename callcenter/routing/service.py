@@ -239,14 +239,15 @@ class RoutingService:
             self._spawn(self._lead(ev, lookup.e164))
 
     async def _run(self, pbx: str, commands: list[Command], *, started: float | None = None) -> bool:
-        for cmd in commands:
-            result = await self.controller.execute(pbx, cmd)
-            if started is not None and cmd.kind in ("route_to_queue", "hang_up", "release_call"):
-                self._latency(started)
-                started = None
-            if not result.ok:
-                self.stats.failures += 1
-                return False
+        """A decision's commands, pipelined by the adapter where the PBX allows it."""
+        if not commands:
+            return True
+        results = await self.controller.execute_many(pbx, commands)
+        if started is not None:
+            self._latency(started)
+        if any(not r.ok for r in results):
+            self.stats.failures += 1
+            return False
         return True
 
     def _latency(self, started: float) -> None:

@@ -67,14 +67,27 @@ class Database:
 
     def __post_init__(self) -> None:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._pool: Any = None
+        self.lookup_pool: Any = None
 
     async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
         await self.engine.dispose()
         if self.embedded is not None:
             self.embedded.close()
 
     def connect_kwargs(self) -> dict[str, Any]:
         return asyncpg_dsn(self.dsn)
+
+    async def pool(self, size: int = 4) -> Any:
+        """An asyncpg pool for hot paths (CRM lookups during routing); closed with ``close()``."""
+        import asyncpg
+
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(**self.connect_kwargs(), min_size=1, max_size=size,
+                                                   timeout=5, command_timeout=5)
+        return self._pool
 
 
 def make_engine(dsn: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0) -> AsyncEngine:

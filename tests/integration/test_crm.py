@@ -128,3 +128,16 @@ async def test_import_is_one_transaction(conn, tmp_path) -> None:
     with pytest.raises(asyncpg.CheckViolationError):
         await import_csv(conn, f, region="US", show_progress=False)
     assert await conn.fetchval("SELECT count(*) FROM customers") == 0
+
+
+async def test_the_pooled_lookup_returns_the_same_card(conn, database) -> None:
+    """Routing uses an asyncpg pool (prepared statement) for the hot path; same answer."""
+    await import_csv(conn, FIXTURE, region="US", show_progress=False)
+    cid = await conn.fetchval("SELECT customer_id FROM customer_phones WHERE e164 = '+4915123456789'")
+    await conn.execute("INSERT INTO interactions (customer_id, summary, call_id) VALUES ($1, 'hello', 'c-9')", cid)
+    plain = CustomerRepository(database.engine, default_region="US")
+    pooled = CustomerRepository(database.engine, default_region="US", pool=await database.pool())
+    for number in ("+49 1512 3456789", "(202) 555-0143", "2025550199"):
+        assert await pooled.lookup(number) == await plain.lookup(number)
+    card = await pooled.lookup("+49 1512 3456789")
+    assert card is not None and card.interactions[0].summary == "hello"

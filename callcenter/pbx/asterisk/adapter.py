@@ -180,6 +180,48 @@ class AsteriskAdapter:
     def _fail(self, cmd: Command, error: str, detail: dict[str, Any]) -> CommandResult:
         return CommandResult(cmd.command_id, ok=False, error=error, detail=detail)
 
+    async def execute_many(self, cmds: list[Command]) -> list[CommandResult]:
+        """Several commands for one call, their AGI steps pipelined.
+
+        Asterisk queues AsyncAGI commands per channel and runs them in order (the AGI action
+        "adds an AGI command to the execute queue"; asyncagi_ivr: each ``Action: AGI`` answers
+        "Added AGI command to queue" at once, the result comes later as AsyncAGIExec). So the
+        controller need not wait one PBX round trip per command: a routing decision's display
+        name, variables and BREAK go out back to back. Each command's result is still its own
+        steps' AsyncAGIExec results. A plan with a plain AMI action (Redirect, Hangup,
+        Originate) runs one by one, as ``execute`` does."""
+        if not cmds:
+            return []
+        key = cmds[0].call_id or cmds[0].channel or cmds[0].command_id
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            planned: list[tuple[Command, str | None, list[Any]]] = []
+            for cmd in cmds:
+                channel = cmd.channel or (self.translator.caller_channel(cmd.call_id) if cmd.call_id else None)
+                try:
+                    steps = plan(cmd, channel=channel, names=self._names, lease_s=self._lease_s)
+                except ValueError:
+                    steps = []
+                if not steps or not all(isinstance(s, AgiCommand) for s in steps):
+                    return [await self._execute(c) for c in cmds]
+                planned.append((cmd, channel, steps))
+            if not self.connected:
+                return [self._fail(c, "AMI link is down", {}) for c in cmds]
+            # Tasks start in creation order and each writes its action before its first await,
+            # so the PBX receives the steps in plan order.
+            running = []
+            for cmd, channel, steps in planned:
+                detail: dict[str, Any] = {}
+                tasks = [asyncio.ensure_future(self._run_agi(cmd, channel, s, detail))
+                         for s in steps if isinstance(s, AgiCommand)]
+                running.append((cmd, detail, tasks))
+            results = []
+            for cmd, detail, tasks in running:
+                failures = [f for f in await asyncio.gather(*tasks) if f is not None]
+                results.append(self._fail(cmd, failures[0], detail) if failures
+                               else CommandResult(cmd.command_id, ok=True, detail=detail))
+            return results
+
     async def _execute(self, cmd: Command) -> CommandResult:
         channel = cmd.channel or (self.translator.caller_channel(cmd.call_id) if cmd.call_id else None)
         try:
