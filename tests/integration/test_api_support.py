@@ -223,11 +223,14 @@ def end(env: Env, call_id: str) -> None:
 
 @contextlib.asynccontextmanager
 async def api_env(database: Database, tmp_path: Path, *, max_body: int = 4096,
-                  options: ApiOptions | None = None) -> AsyncIterator[Env]:
+                  options: ApiOptions | None = None, adapter: Any = None,
+                  clock_fn: Any = None) -> AsyncIterator[Env]:
+    """``adapter``: a real PBX adapter instead of the FakePbx (named ast1); ``clock_fn``: the
+    controller's clock (default: the test clock, moved by ``Env.tick``)."""
     clock = [T0]
     recorder = Recorder(database.connect_kwargs(), tmp_path / "spill")
-    controller = Controller(recorder, clock=lambda: clock[0])
-    pbx = FakePbx()
+    controller = Controller(recorder, clock=clock_fn or (lambda: clock[0]))
+    pbx = adapter if adapter is not None else FakePbx()
     controller.add_pbx(pbx)
     settings = Settings.model_validate({"http": {"max_body_bytes": max_body}})
     opts = options or ApiOptions(sse_heartbeat_s=0.2, webhook_backoff_s=0.05, webhook_backoff_max_s=0.2,
