@@ -69,6 +69,17 @@ _PRIVILEGE = {
     "AgentCalled": "agent,all",
     "AgentConnect": "agent,all",
     "AgentComplete": "agent,all",
+    "AgentRingNoAnswer": "agent,all",
+    "QueueCallerJoin": "agent,all",
+    "QueueCallerLeave": "agent,all",
+    "QueueCallerAbandon": "agent,all",
+    "QueueMemberPause": "agent,all",
+    "QueueMemberAdded": "agent,all",
+    "QueueMemberRemoved": "agent,all",
+    "HangupHandlerPush": "dialplan,all",
+    "HangupHandlerRun": "dialplan,all",
+    "RTCPSent": "reporting,all",
+    "RequestBadFormat": "security,all",
 }
 
 # AsyncAGI results (URL-encoded by Asterisk) by command verb, as in the asyncagi traces.

@@ -109,6 +109,7 @@ class Kernel:
         self._horizon = self._now
         self._idle: asyncio.Event | None = None
         self.steps = 0
+        self._in_step = False
         self.errors: list[tuple[str, BaseException]] = []
         # called every few steps in stepped mode (e.g. to let slow AMI readers catch up)
         self.throttle: Callable[[], Awaitable[None]] | None = None
@@ -150,7 +151,10 @@ class Kernel:
         return self._virt0 + (asyncio.get_running_loop().time() - self._real0) * self.speed
 
     def sync(self) -> None:
-        """An input from outside the simulation arrives: move virtual time up to the wall."""
+        """An input from outside the simulation arrives: move virtual time up to the wall.
+        (No-op inside a process or timer: simulated activities happen at their step's time.)"""
+        if self._in_step or asyncio.current_task() in self._procs:
+            return
         self._now = max(self._now, self.wall())
 
     # -- scheduling ----------------------------------------------------------------------------
@@ -293,11 +297,14 @@ class Kernel:
             _, _, timer = heapq.heappop(self._heap)
             self._now = max(self._now, when)
             self.steps += 1
+            self._in_step = True
             try:
                 timer.fn(*timer.args)
             except Exception as exc:
                 log.exception("sim timer %r failed", timer.fn)
                 self.errors.append((getattr(timer.fn, "__name__", "timer"), exc))
+            finally:
+                self._in_step = False
             if self.stepped and self.steps % 64 == 0:
                 await asyncio.sleep(0)
                 if self.throttle is not None:

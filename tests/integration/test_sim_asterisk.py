@@ -444,12 +444,13 @@ def _layouts() -> dict[str, set[tuple[str, ...]]]:
 
 
 def _keys(m: AmiMessage) -> list[str]:
+    """Header names in order (the Privilege header with its value: it differs per event class)."""
     keys = []
     for line in m.text.split("\r\n"):
-        k = line.partition(":")[0]
+        k, _, v = line.partition(": ")
         if k == "Variable" and m.event == "Status":
             continue
-        keys.append(k)
+        keys.append(f"Privilege={v}" if k == "Privilege" else k)
     return keys
 
 
