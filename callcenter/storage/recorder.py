@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -66,7 +67,6 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
 }
 _TIME_COLS = {"at", "controller_at", "entered_at", "answered_at", "ended_at"}
-_JSON_COLS = {"detail", "stints"}
 _CODE = {"call_events": "e", "calls": "c", "agent_state_events": "a"}
 _TABLE_OF = {v: k for k, v in _CODE.items()}
 
@@ -109,20 +109,25 @@ class _Segment:
 # --- rows ------------------------------------------------------------------------------------
 
 
+# JSON columns (detail, stints) are encoded once, when the row is made: the same text goes into
+# the journal line and, unchanged, to COPY (asyncpg's jsonb codec takes text).
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def record_row(r: JourneyRecord, pbx: str) -> tuple[Any, ...]:
     return (
         r.call_id, r.seq, r.pbx_at, r.controller_at, pbx, r.kind, r.ivr_node, r.queue, r.agent,
-        _jsonable(r.detail), r.rules_version, r.rule_id,
+        _dumps(_jsonable(r.detail)) if r.detail else "{}", r.rules_version, r.rule_id,
     )
 
 
 def summary_row(s: CallSummary) -> tuple[Any, ...]:
-    d = s.to_dict()
-    hung = d.get("hung_up_by")
+    hung = s.hung_up_by.value if hasattr(s.hung_up_by, "value") else s.hung_up_by
+    stints = _dumps([_jsonable(dataclasses.asdict(st)) for st in s.stints]) if s.stints else "[]"
     return (
         s.call_id, s.pbx, s.caller, s.did, s.customer_id, s.vip, s.entered_at or s.ended_at, s.answered_at,
         s.ended_at, s.outcome, s.abandon_stage, s.abandon_node, s.short_abandon, s.answered_via_ivr, s.queue,
-        s.agent, s.ivr_s, s.queue_wait_s, s.ring_s, s.talk_s, d["stints"], s.overflows, s.offered_agents,
+        s.agent, s.ivr_s, s.queue_wait_s, s.ring_s, s.talk_s, stints, s.overflows, s.offered_agents,
         s.missed_rings, hung, s.rules_version, s.rule_id,
     )
 
@@ -130,11 +135,11 @@ def summary_row(s: CallSummary) -> tuple[Any, ...]:
 def agent_row(ev: Event) -> tuple[Any, ...] | None:
     key = uuid.uuid4()
     if isinstance(ev, AgentStatusChanged):
-        return (key, ev.at, ev.pbx, ev.agent, "status", ev.status.value, None, None, ev.queue, {})
+        return (key, ev.at, ev.pbx, ev.agent, "status", ev.status.value, None, None, ev.queue, "{}")
     if isinstance(ev, AgentPauseChanged):
-        return (key, ev.at, ev.pbx, ev.agent, "pause", None, ev.paused, ev.reason, ev.queue, {})
+        return (key, ev.at, ev.pbx, ev.agent, "pause", None, ev.paused, ev.reason, ev.queue, "{}")
     if isinstance(ev, QueueMemberChanged):
-        detail = {"added": ev.added, "penalty": ev.penalty}
+        detail = _dumps({"added": ev.added, "penalty": ev.penalty})
         return (key, ev.at, ev.pbx, ev.agent, "member", None, None, None, ev.queue, detail)
     return None
 
@@ -151,16 +156,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _line_default(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return {"$t": v.isoformat()}
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    raise TypeError(f"cannot journal a {type(v).__name__}")
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_line_default).encode
+
+
 def _encode_line(table: str, row: Sequence[Any]) -> str:
-    out: list[Any] = []
-    for v in row:
-        if isinstance(v, datetime):
-            out.append({"$t": v.isoformat()})
-        elif isinstance(v, uuid.UUID):
-            out.append(str(v))
-        else:
-            out.append(v)
-    return json.dumps([_CODE[table], out], ensure_ascii=False, separators=(",", ":"))
+    return _encode([_CODE[table], row])
 
 
 def _decode_line(line: str) -> tuple[str, tuple[Any, ...]]:
@@ -235,9 +243,7 @@ async def write_rows(
             await conn.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {tmp} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
-            encoded = [tuple(json.dumps(v) if c in _JSON_COLS else v for c, v in zip(cols, r, strict=True))
-                       for r in batch]
-            await conn.copy_records_to_table(tmp, records=encoded, columns=list(cols))
+            await conn.copy_records_to_table(tmp, records=batch, columns=list(cols))
             collist = ", ".join(cols)
             await conn.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM {tmp} ON CONFLICT DO NOTHING")
             if table == "calls":
