@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 PROBLEM_TYPE = "application/problem+json"
-TYPE_BASE = "https://callcenter.invalid/problems/"  # stable identifiers, not fetchable pages
+TYPE_BASE = "urn:callcenter:problem:"  # stable identifiers (RFC 9457 allows any URI), not pages
 
 
 class ApiProblem(Exception):

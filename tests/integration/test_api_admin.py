@@ -21,7 +21,7 @@ async def test_agents_crud_with_endpoints_and_skills(database, tmp_path) -> None
         aid = agent["id"]
         status, body, _ = await env.req("POST", "/api/v1/agents", json={
             "name": "Dup", "endpoints": [{"pbx": "ast1", "interface": "PJSIP/1004"}]})
-        assert status == 409 and body["type"].endswith("/conflict")
+        assert status == 409 and body["type"].endswith(":conflict")
         status, agent, _ = await env.req("PATCH", f"/api/v1/agents/{aid}", json={
             "skills": {"billing": 9}, "active": False, "endpoints": [{"pbx": "ast1", "interface": "PJSIP/2004"}]})
         assert status == 200
@@ -129,7 +129,7 @@ async def test_rules_current_validate_reload(database, tmp_path) -> None:
             ("rules_reload", "failed"), ("rules_reload", "ok")]
         env.ctx.rules = None
         status, body, _ = await env.req("GET", "/api/v1/rules")
-        assert status == 503 and body["type"].endswith("/rules-unavailable")
+        assert status == 503 and body["type"].endswith(":rules-unavailable")
 
 
 async def test_audit_log_is_readable_by_admins_newest_first(database, tmp_path) -> None:

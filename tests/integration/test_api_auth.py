@@ -214,9 +214,9 @@ async def test_401_says_how_to_authenticate_and_is_a_problem(database, tmp_path)
         assert status == 401
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
         assert resp.headers["Content-Type"].startswith("application/problem+json")
-        assert body["status"] == 401 and body["title"] == "Unauthorized" and body["type"].endswith("/unauthorized")
+        assert body["status"] == 401 and body["title"] == "Unauthorized" and body["type"].endswith(":unauthorized")
         status, body, resp = await env.req("GET", "/api/v1/tokens", who="analyst")
-        assert status == 403 and body["type"].endswith("/forbidden") and "WWW-Authenticate" not in resp.headers
+        assert status == 403 and body["type"].endswith(":forbidden") and "WWW-Authenticate" not in resp.headers
 
 
 async def test_the_token_may_be_in_the_query_on_the_event_stream_only(database, tmp_path) -> None:

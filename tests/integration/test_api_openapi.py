@@ -47,6 +47,16 @@ async def test_every_route_is_in_the_document(database, tmp_path) -> None:
         assert doc["paths"]["/api/v1/live/calls/{call_id}/spy"]["post"]["x-roles"] == ["admin", "supervisor"]
 
 
+def test_docs_list_every_route() -> None:
+    from pathlib import Path
+
+    from callcenter.api.app import _load_handlers
+
+    doc = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    missing = [f"{r.method} {r.path}" for r in _load_handlers() if f"`{r.method} {r.path}`" not in doc]
+    assert not missing
+
+
 # --- a small JSON-schema -> Hypothesis strategy ---------------------------------------------------
 
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),

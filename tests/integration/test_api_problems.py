@@ -12,7 +12,8 @@ def assert_problem(status: int, body: dict, resp, want: int) -> None:
     assert status == want, body
     assert resp.headers["Content-Type"].startswith(PROBLEM)
     assert {"type", "title", "status", "detail"} <= body.keys()
-    assert body["status"] == want and isinstance(body["detail"], str) and body["type"].startswith("https://")
+    assert body["status"] == want and isinstance(body["detail"], str)
+    assert body["type"].startswith("urn:callcenter:problem:")
 
 
 async def test_validation_errors_carry_field_paths(database, tmp_path) -> None:
