@@ -79,6 +79,7 @@ class Controller:
         self.book = JourneyBook(short_abandon_s=self.short_abandon_s)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.listeners: list[Callable[[Event], None]] = []  # extra observers (tests, metrics)
+        self.http_port: int | None = None
 
     def add_pbx(self, adapter: PbxPort, mode: str = "control") -> None:
         self.adapters[adapter.name] = adapter
@@ -269,7 +270,21 @@ def _build_routing(settings: Settings, controller: Controller, database: Any) ->
                           pbx_types={p.name: p.type for p in settings.pbx}, region=settings.crm.default_region)
 
 
-def build_adapter(pbx: PbxSettings, record: Path | None = None, timeout: float | None = None) -> PbxPort:
+async def _start_http(settings: Settings, database: Any, controller: Controller, routing: Any) -> Any:
+    """The HTTP API, wallboard, SSE and metrics (``http.port: 0`` picks a free port)."""
+    from callcenter.api.context import ApiContext
+    from callcenter.api.server import bound_port, start_http
+
+    ctx = ApiContext(database=database, controller=controller, settings=settings,
+                     rules=routing.rules if routing is not None else None)
+    runner = await start_http(ctx, settings.http.host, settings.http.port)
+    controller.http_port = bound_port(runner)
+    log.info("HTTP API on http://%s:%d/api/v1 (wallboard: /wallboard)", settings.http.host, controller.http_port)
+    return runner
+
+
+def build_adapter(pbx: PbxSettings, record: Path | None = None, timeout: float | None = None,
+                  clock: Clock | None = None) -> PbxPort:
     if pbx.type == "asterisk":
         from callcenter.pbx.asterisk.adapter import AsteriskAdapter
         from callcenter.pbx.asterisk.trace import TraceWriter
@@ -279,14 +294,18 @@ def build_adapter(pbx: PbxSettings, record: Path | None = None, timeout: float |
         assert pbx.port is not None and pbx.username is not None
         return AsteriskAdapter.connect(
             pbx.name, pbx.host, pbx.port, pbx.username, pbx.secret_value(), record=writer,
-            action_timeout=timeout or pbx.action_timeout_s,
+            action_timeout=timeout or pbx.action_timeout_s, client_options={"clock": clock} if clock else None,
         )
     raise ValueError(f"PBX {pbx.name!r}: type {pbx.type!r} is not supported by this version")
 
 
 async def run_daemon(settings: Settings, *, record: Path | None = None, migrate: bool = False,
-                     stop: asyncio.Event | None = None) -> int:
-    """``callcenter run``: until SIGINT/SIGTERM (or ``stop`` is set)."""
+                     stop: asyncio.Event | None = None, clock: Clock | None = None,
+                     on_ready: Callable[[Controller, Any], Awaitable[None] | None] | None = None) -> int:
+    """``callcenter run``: until SIGINT/SIGTERM (or ``stop`` is set).
+
+    ``clock`` replaces the wall clock for PBX receipt times and journeys (the demo runs on the
+    simulator's virtual time); ``on_ready(controller, database)`` runs once everything is up."""
     from callcenter.storage import db as dbmod
 
     if not settings.pbx:
@@ -297,7 +316,7 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
         rec = None
         if record is not None:
             rec = record if len(settings.pbx) == 1 else record.with_name(f"{record.stem}.{pbx.name}{record.suffix}")
-        adapters.append((build_adapter(pbx, rec), pbx.mode))
+        adapters.append((build_adapter(pbx, rec, clock=clock), pbx.mode))
         del i
 
     database = await dbmod.open_database(settings)
@@ -309,7 +328,7 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
             return 2
         recorder = Recorder(database.connect_kwargs(), settings.journey.spill_path(),
                             fcr_window_h=settings.journey.fcr_window_h)
-        controller = Controller(recorder, short_abandon_s=settings.journey.short_abandon_s)
+        controller = Controller(recorder, short_abandon_s=settings.journey.short_abandon_s, clock=clock or utcnow)
         for adapter, mode in adapters:
             controller.add_pbx(adapter, mode)
         database.lookup_pool = await database.pool() if settings.rules.path is not None else None
@@ -340,7 +359,9 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
 
         await recorder.start()
         overflow = asyncio.create_task(routing.overflow_loop(), name="overflow") if routing else None
+        http = None
         try:
+            http = await _start_http(settings, database, controller, routing)
             for adapter, _ in adapters:
                 # A PBX that is down at start is not fatal: the client keeps reconnecting.
                 try:
@@ -350,8 +371,16 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
                     log.error("PBX %s: %s", adapter.name, exc)
                     if type(exc).__name__ == "LoginError":
                         return 2
+            if on_ready is not None:
+                maybe = on_ready(controller, database)
+                if asyncio.iscoroutine(maybe):
+                    await maybe
             await stop.wait()
         finally:
+            if http is not None:
+                from callcenter.api.server import stop_http
+
+                await stop_http(http)
             if overflow is not None:
                 overflow.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,7 @@ def settings_for(server: FakeAmiServer, dsn: str, tmp_path: Path, monkeypatch, m
         "pbx": [{"name": "ast1", "type": "asterisk", "host": "127.0.0.1", "port": server.port,
                  "username": server.username, "secret_env": "TEST_AMI_SECRET", "mode": mode}],
         "journey": {"spill_dir": str(tmp_path / "spill")},
+        "http": {"port": 0},
     })
 
 
@@ -57,8 +58,20 @@ async def test_observed_calls_land_in_postgresql(ami, db_dsn, tmp_path, monkeypa
     settings = settings_for(ami, db_dsn, tmp_path, monkeypatch)
     stop = asyncio.Event()
     record = tmp_path / "rec.ami.txt"
-    task = await _run(settings, stop, record=record)
+    ready: list = []
+    task = await _run(settings, stop, record=record, on_ready=lambda ctl, db: ready.append(ctl))
     await ami.wait_for(lambda: any(s.authenticated for s in ami.sessions))
+    async with asyncio.timeout(10):
+        while not ready:
+            await asyncio.sleep(0.01)
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{ready[0].http_port}"
+        async with http.get(f"{base}/healthz") as r:
+            assert r.status == 200
+        async with http.get(f"{base}/api/v1/live/calls") as r:
+            assert r.status == 401  # every endpoint but health needs a token
     for name in ("answered_caller_hangup", "queue_abandon", "ivr_abandon"):
         for frame in trace_messages(TRACES / f"{name}.ami.txt"):
             ami.push_raw(frame)
