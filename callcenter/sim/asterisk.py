@@ -11,10 +11,13 @@ Layers
       Given the same seed and the same AMI input at the same virtual times, the output is the same.
     * the dialplan -- ``dialplans/asterisk/extensions_callcenter.conf`` itself, parsed by
       :mod:`callcenter.sim.dialplan` and run application by application (``cc-inbound`` with the
-      AsyncAGI fail-open guard, ``cc-queue``, ``cc-spy``, ``cc-inbound-static``/``cc-ivr-main``).
+      AsyncAGI fail-open guard, ``cc-queue`` with sticky routing, ``cc-voicemail``, ``cc-spy``,
+      ``cc-inbound-static``/``cc-ivr-main``), so the simulator follows the file as it changes.
     * applications -- ``Answer``, ``Set`` (TIMEOUT(absolute), CALLERID(), CHANNEL()),
-      ``Goto``/``GotoIf``/``ExecIf``, ``AGI(agi:async)``, ``Queue``, ``BackGround``/``WaitExten``/
-      ``Playback``, ``ChanSpy``, ``MusicOnHold``, ``Wait``, ``Hangup``, ``NoOp``.
+      ``Goto``/``GotoIf``/``ExecIf``, ``AGI(agi:async)``, ``Queue``, ``Dial``, ``VoiceMail``,
+      ``BackGround``/``WaitExten``/``Playback``, ``ChanSpy``, ``MusicOnHold``, ``Wait``,
+      ``Hangup``, ``NoOp`` (any other application acts as NoOp; a test pins that the shipped
+      dialplan uses none).
     * app_queue -- strategies ringall / rrmemory (roundrobin) / leastrecent / fewestcalls /
       linear / random, member penalty with QUEUE_MIN/MAX_PENALTY, paused members (with reason),
       ring timeout and retry, callers ordered by QUEUE_PRIO, queue weight, autofill, the 1 s
@@ -104,7 +107,7 @@ DEVICE_TEXT = {1: "NOT_INUSE", 2: "INUSE", 6: "RINGING", 5: "UNAVAILABLE"}
 ENDPOINT_TEXT = {1: "Not in use", 2: "In use", 6: "Ringing", 5: "Unavailable"}
 
 # Prompt lengths (s). hello-world: STREAM FILE took 1.42 s and reported endpos=11360 (8 kHz).
-PROMPTS = {"hello-world": 1.42, "option-is-invalid": 1.6, "beep": 0.25}
+PROMPTS = {"hello-world": 1.42, "option-is-invalid": 1.6, "beep": 0.25, "vm-unavail": 4.0, "vm-goodbye": 1.0}
 DEFAULT_PROMPT_S = 2.0
 SAMPLE_RATE = 8000
 
@@ -127,6 +130,8 @@ APP_NAMES = {
         "ChanSpy",
         "MusicOnHold",
         "Wait",
+        "Dial",
+        "VoiceMail",
     )
 }
 
@@ -279,6 +284,7 @@ class CallScript:
     queue_patience_s: float | None = None
     ring_patience_s: float | None = None
     talk_s: float | None = 30.0
+    message_s: float | None = 10.0  # in VoiceMail: speaks this long after the beep, then hangs up
 
 
 @dataclass(eq=False)
@@ -327,13 +333,19 @@ class _Bridge:
 @dataclass(eq=False)
 class _Leg:
     channel: SimChannel
-    member: SimMember
+    member: SimMember | None  # None: a leg of the caller's own Dial()
     endpoint: Endpoint
     behavior: AgentBehavior
     start: float
+    signal: Signal  # wakes whoever waits for this dial (the queue entry or the Dial app)
     phase: str = "dialing"  # dialing -> ringing | rejected | answered | done
     next_at: float = 0.0
     killed: int | None = None  # AMI hangup cause while ringing
+
+    @property
+    def qmember(self) -> SimMember:
+        assert self.member is not None, "a queue member's leg"
+        return self.member
 
 
 @dataclass(eq=False)
@@ -357,8 +369,9 @@ class SimCall:
     """One scripted call and what happened to it (``history``: (virtual time, kind, detail)).
 
     Kinds: arrived, answered, controller, released, ivr_node, dtmf, failopen, queue,
-    ringing, connected, left_queue, ended. ``outcome`` once ended: answered, abandon_ivr,
-    abandon_queue, abandon_ringing, or system (hung up by the PBX/controller)."""
+    ringing, connected, left_queue, voicemail, ended. ``outcome`` once ended: answered,
+    voicemail, abandon_ivr, abandon_queue, abandon_ringing, or system (hung up by the
+    PBX/controller)."""
 
     def __init__(self, sim: AsteriskSim, script: CallScript, index: int) -> None:
         self.sim = sim
@@ -367,12 +380,13 @@ class SimCall:
         self.channel: str | None = None
         self.call_id: str | None = None
         self.history: list[tuple[float, str, dict[str, Any]]] = []
-        self.stage: Literal["pending", "arriving", "ivr", "queue", "talk", "ended"] = "pending"
+        self.stage: Literal["pending", "arriving", "ivr", "queue", "talk", "voicemail", "ended"] = "pending"
         self.arrived_at: float | None = None
         self.answered_at: float | None = None
         self.first_queue_at: float | None = None
         self.connected_at: float | None = None
         self.ringing_since: float | None = None
+        self.recording_at: float | None = None
         self.ended_at: float | None = None
         self.hangup_by: str | None = None
         self.hung_up_by: str | None = None
@@ -440,6 +454,9 @@ class SimCall:
         if self.stage == "talk":
             if s.talk_s is not None and self.connected_at is not None:
                 cands.append(self.connected_at + s.talk_s)
+        elif self.stage == "voicemail":
+            if s.message_s is not None and self.recording_at is not None:
+                cands.append(self.recording_at + s.message_s)
         elif self.stage in ("arriving", "ivr", "queue"):
             if s.patience_s is not None and self.arrived_at is not None:
                 cands.append(self.arrived_at + s.patience_s)
@@ -470,10 +487,12 @@ class AsteriskSim(FakeAmiServer):
         noise: bool = True,
         dialplan: str | Path | None = None,
         record_events: bool = False,
+        kernel: Kernel | None = None,
     ) -> None:
         super().__init__(username=username, secret=secret, host=host, port=port)
         self.rng = random.Random(seed)
-        self.kernel = Kernel(speed=speed, epoch=epoch)
+        # An injected kernel (its own speed/epoch) lets several simulated PBXs share one clock.
+        self.kernel = kernel if kernel is not None else Kernel(speed=speed, epoch=epoch)
         self.noise = noise
         source = DEFAULT_DIALPLAN if dialplan is None else dialplan
         if isinstance(source, Path) and not source.exists():
@@ -494,6 +513,9 @@ class AsteriskSim(FakeAmiServer):
         self.chanspy_delay = 0.1  # ChanSpy start -> ChanSpyStart
         self.originate_answer_gap = 0.0005  # OriginateResponse after the first dialplan steps
         self.recheck_s = 1.0  # app_queue's RECHECK: waiting callers look again every second
+        self.voicemail_max_s = 300.0
+        self.voicemail_min_s = 1.0
+        self.mailboxes: dict[str, int] = {}
         self.digit_gap_s = 0.25
         self._chan_seq = itertools.count(0)
         self._call_seq = itertools.count(1)
@@ -621,6 +643,7 @@ class AsteriskSim(FakeAmiServer):
         queue_patience_s: float | None = None,
         ring_patience_s: float | None = None,
         talk_s: float | None = 30.0,
+        message_s: float | None = 10.0,
         at: float | None = None,
     ) -> SimCall:
         """Place a call now (or at virtual time ``at``); returns its record at once."""
@@ -636,6 +659,7 @@ class AsteriskSim(FakeAmiServer):
             queue_patience_s,
             ring_patience_s,
             talk_s,
+            message_s,
         )
         return self.place(script, at=at)
 
@@ -780,6 +804,8 @@ class AsteriskSim(FakeAmiServer):
                 call.hung_up_by = call.hangup_by or "system"
                 if call.connected_at is not None:
                     call.outcome = "answered"
+                elif call.stage == "voicemail":
+                    call.outcome = "voicemail"
                 elif call.hung_up_by == "caller":
                     if call.stage == "queue":
                         call.outcome = "abandon_ringing" if call.ringing_since is not None else "abandon_queue"
@@ -975,6 +1001,8 @@ class AsteriskSim(FakeAmiServer):
             "chanspy": self._app_chanspy,
             "musiconhold": self._app_moh,
             "wait": self._app_wait,
+            "dial": self._app_dial,
+            "voicemail": self._app_voicemail,
         }
 
     def _newexten(self, ch: SimChannel, app: str, data: str) -> None:
@@ -1517,21 +1545,10 @@ class AsteriskSim(FakeAmiServer):
             linkedid=ch.linkedid,
         )
         self.emit("Newchannel", channel=leg_ch)
-        # inherited variables (__X: again to the next hop), listed newest first in the traces
-        for var in reversed(list(ch.inherit)):
-            level = ch.inherit[var]
-            leg_ch.variables[var] = ch.variables.get(var, "")
-            if level == 2:
-                leg_ch.inherit[var] = 2
-            if self.noise:
-                self.emit(
-                    "VarSet",
-                    [("Variable", "__" + var if level == 2 else var), ("Value", leg_ch.variables[var])],
-                    channel=leg_ch,
-                )
+        self._inherit(ch, leg_ch)
         self._noise_var(leg_ch, "DIALEDPEERNUMBER", ep.ext)
         behavior = ep.behavior_for(ch.call)
-        leg = _Leg(leg_ch, m, ep, behavior, self.kernel.now())
+        leg = _Leg(leg_ch, m, ep, behavior, self.kernel.now(), entry.signal)
         leg_ch.leg = leg
         # AgentCalled already shows the leg at the caller's extension with the caller as its
         # connected line; DialBegin (published from an older snapshot) still shows exten s.
@@ -1556,8 +1573,8 @@ class AsteriskSim(FakeAmiServer):
         return [
             *leg.channel.snapshot("Dest"),
             ("Queue", entry.queue.name),
-            ("Interface", leg.member.interface),
-            ("MemberName", leg.member.name),
+            ("Interface", leg.qmember.interface),
+            ("MemberName", leg.qmember.name),
             *extra,
         ]
 
@@ -1618,7 +1635,7 @@ class AsteriskSim(FakeAmiServer):
                         )
                         self._dial_end(entry, leg, "NOANSWER")
                         self._dial_end(entry, leg, "CANCEL")
-                        self._qlog(ch.uniqueid, q.name, leg.member.name, "RINGNOANSWER", ms)
+                        self._qlog(ch.uniqueid, q.name, leg.qmember.name, "RINGNOANSWER", ms)
                         self._leg_done(entry, leg, 0)
                     self._set_ringing(entry)
                     return "timeout"
@@ -1648,7 +1665,7 @@ class AsteriskSim(FakeAmiServer):
         self._dial_end(entry, leg, "NOANSWER")
         ms = 0 if killed is None else round((self.kernel.now() - leg.start) * 1000)
         self.emit("AgentRingNoAnswer", self._agent_fields(entry, leg, ("RingTime", str(ms))), channel=ch)
-        self._qlog(ch.uniqueid, entry.queue.name, leg.member.name, "RINGNOANSWER", ms)
+        self._qlog(ch.uniqueid, entry.queue.name, leg.qmember.name, "RINGNOANSWER", ms)
         if killed is None:
             self._leg_done(entry, leg, 17, tech="486")
         else:
@@ -1669,7 +1686,7 @@ class AsteriskSim(FakeAmiServer):
         self._set_device(leg.endpoint, 6)
         self._set_ringing(entry)
         if ch.call is not None:
-            ch.call.log("ringing", queue=entry.queue.name, agent=leg.member.interface, channel=lc.name)
+            ch.call.log("ringing", queue=entry.queue.name, agent=leg.qmember.interface, channel=lc.name)
 
     def _queue_exit(self, entry: _QueueEntry, why: str, target: tuple[str, str, int] | None = None) -> None:
         """Leave the queue without an agent: caller hangup (abandon), Redirect, Queue() timeout."""
@@ -1686,7 +1703,7 @@ class AsteriskSim(FakeAmiServer):
             self._dial_end(entry, leg, "CANCEL")
             if target is not None:
                 self._dial_end(entry, leg, "CANCEL")
-            self._qlog(ch.uniqueid, q.name, leg.member.name, "RINGCANCELED", round((now - leg.start) * 1000))
+            self._qlog(ch.uniqueid, q.name, leg.qmember.name, "RINGCANCELED", round((now - leg.start) * 1000))
         if target is not None:
             # The first snapshot at the new location still names the old application.
             ch.last_loc = (ch.context, ch.exten, ch.priority)
@@ -1757,13 +1774,13 @@ class AsteriskSim(FakeAmiServer):
         leg.phase = "answered"
         for rival in [x for x in entry.legs if x is not leg]:
             self._dial_end(entry, rival, "CANCEL")
-            self._qlog(ch.uniqueid, q.name, rival.member.name, "RINGCANCELED", round((k.now() - rival.start) * 1000))
+            self._qlog(ch.uniqueid, q.name, rival.qmember.name, "RINGCANCELED", round((k.now() - rival.start) * 1000))
             self._leg_done(entry, rival, 26)
         entry.legs.clear()
         self.emit("MusicOnHoldStop", channel=ch)
         hold = self._hold(entry)
         ring_s = int(k.now()) - int(leg.start)
-        m = leg.member
+        m = leg.qmember
         for name, value in (
             ("MEMBERINTERFACE", m.interface),
             ("MEMBERNAME", m.name),
@@ -1846,24 +1863,18 @@ class AsteriskSim(FakeAmiServer):
         agent_request: Literal["bye", "soft"] = "bye",
         agent_cause: int = 16,
     ) -> None:
+        """The end of a queue call: AgentComplete (+ queue statistics), then the bridge."""
         k = self.kernel
         ch = entry.channel
         lc = leg.channel
         q = entry.queue
-        m = leg.member
+        m = leg.qmember
         talk = int(k.now()) - int(connected_at)
-        ch.bridge = lc.bridge = None
-        ch.peer = lc.peer = None
-        call = ch.call
         if who == "agent":
-            if agent_request == "bye":
-                self.emit("HangupRequest", channel=lc)
-            else:
-                self.emit("SoftHangupRequest", [("Cause", "16")], channel=lc)
-        reason = {"caller": "caller", "agent": "agent", "transfer": "transfer"}[who]
+            self._agent_hangup_request(lc, agent_request)
         self.emit(
             "AgentComplete",
-            self._agent_fields(entry, leg, ("HoldTime", str(hold)), ("TalkTime", str(talk)), ("Reason", reason)),
+            self._agent_fields(entry, leg, ("HoldTime", str(hold)), ("TalkTime", str(talk)), ("Reason", who)),
             channel=ch,
         )
         log_event = {"caller": "COMPLETECALLER", "agent": "COMPLETEAGENT", "transfer": "TRANSFER"}[who]
@@ -1875,6 +1886,28 @@ class AsteriskSim(FakeAmiServer):
         m.calls_taken += 1
         m.last_call = int(k.now())
         m.in_call = False
+        self._teardown(ch, leg, bridge, who=who, agent_cause=agent_cause)
+
+    def _agent_hangup_request(self, lc: SimChannel, how: Literal["bye", "soft"]) -> None:
+        if how == "bye":
+            self.emit("HangupRequest", channel=lc)
+        else:
+            self.emit("SoftHangupRequest", [("Cause", "16")], channel=lc)
+
+    def _teardown(
+        self,
+        ch: SimChannel,
+        leg: _Leg,
+        bridge: _Bridge,
+        *,
+        who: Literal["caller", "agent", "transfer"],
+        agent_cause: int,
+    ) -> None:
+        """Both legs leave the bridge, in the order the traces show for who ended the call."""
+        lc = leg.channel
+        ch.bridge = lc.bridge = None
+        ch.peer = lc.peer = None
+        call = ch.call
         for a in (ch, lc):
             self._noise_var(a, "BRIDGEPEER", "")
         if who == "caller":
@@ -1906,6 +1939,203 @@ class AsteriskSim(FakeAmiServer):
         if call is not None and call.hangup_by is None:
             call.hangup_by = "agent"
         self._hangup_event(ch, 16)
+
+    # -- Dial (sticky routing: the caller's own agent before the queue) -------------------------
+    async def _app_dial(self, ch: SimChannel, data: str) -> None:
+        """``Dial(PJSIP/1001[&...],timeout)``: like a queue member dial on AMI, without app_queue's
+        own events. DialString is the resource only (app_dial publishes ``tmp->number``, as
+        dial.c does for Originate: ``DialString: 1009`` in whisper_barge)."""
+        k = self.kernel
+        args = data.split(",")
+        timeout = _float(args[1]) if len(args) > 1 and args[1].strip() else 0.0
+        signal = Signal(k, f"dial-{ch.name}")
+        call = ch.call
+        legs: list[_Leg] = []
+        for target in (t.strip() for t in args[0].split("&") if t.strip()):
+            tech, _, resource = target.partition("/")
+            ep = self.endpoints.get(resource) if tech.upper() == "PJSIP" else None
+            if ep is None or not ep.registered:
+                continue  # ast_request fails: CHANUNAVAIL for this destination
+            lc = self._new_channel(
+                "agent", ep.ext, caller_num=ep.ext, caller_name=ep.caller_name, context=ep.context, exten="s",
+                linkedid=ch.linkedid,
+            )  # fmt: skip
+            self.emit("Newchannel", channel=lc)
+            self._noise_var(lc, "DIALEDPEERNUMBER", resource)
+            self._inherit(ch, lc)
+            behavior = ep.behavior_for(call)
+            if ep.active > 1:  # the phone is on another call: 486 Busy Here
+                behavior = AgentBehavior("reject")
+            leg = _Leg(lc, None, ep, behavior, k.now(), signal)
+            lc.leg = leg
+            self.emit("DialBegin", [*lc.snapshot("Dest"), ("DialString", resource)], channel=ch)
+            lc.exten = ch.exten  # app_dial: the callee inherits the caller's extension
+            lc.connected_num, lc.connected_name = ch.caller_num, ch.caller_name
+            leg.next_at = k.now() + (self.reject_delay if behavior.action == "reject" else self.alert_delay)
+            legs.append(leg)
+        if not legs:
+            self.setvar(ch, "DIALSTATUS", "CHANUNAVAIL")
+            return None
+        if call is not None and call.stage == "ivr":
+            call.stage = "queue"  # waiting for an agent (patience) like in a queue
+            if call.first_queue_at is None:
+                call.first_queue_at = k.now()
+        deadline = k.now() + timeout if timeout > 0 else math.inf
+        status = "NOANSWER"
+        try:
+            while True:
+                active = [x for x in legs if x.phase in ("dialing", "ringing")]
+                if not active:
+                    status = "BUSY"
+                    break
+                for x in active:
+                    if x.killed is not None:
+                        x.next_at = k.now()
+                due = min(x.next_at for x in active)
+                if due > deadline:
+                    await k.wait(signal, timeout=deadline - k.now())
+                    if k.now() < deadline - 1e-9:
+                        continue
+                    for x in active:  # Dial's own timeout: DialEnd NOANSWER
+                        self.emit("DialEnd", [*x.channel.snapshot("Dest"), ("DialStatus", "NOANSWER")], channel=ch)
+                        self._dial_leg_done(x, 0)
+                    break
+                if due > k.now() + 1e-9:
+                    await k.wait(signal, timeout=due - k.now())
+                    continue
+                leg = min(active, key=lambda x: x.next_at)
+                if leg.killed is not None or (leg.phase == "dialing" and leg.behavior.action == "reject"):
+                    if leg.killed is None:
+                        self.emit("HangupRequest", [("Cause", "17"), ("TechCause", "486")], channel=leg.channel)
+                    self.emit("DialEnd", [*leg.channel.snapshot("Dest"), ("DialStatus", "BUSY")], channel=ch)
+                    self._dial_leg_done(
+                        leg, 17 if leg.killed is None else leg.killed, "486" if leg.killed is None else None
+                    )
+                elif leg.phase == "dialing":
+                    lc = leg.channel
+                    self._state(lc, 5)
+                    self._newexten(lc, "AppDial", "(Outgoing Line)")
+                    self.emit("DialState", [*lc.snapshot("Dest"), ("DialStatus", "RINGING")], channel=ch)
+                    leg.phase = "ringing"
+                    b = leg.behavior
+                    leg.next_at = leg.start + b.ring_s if b.action == "answer" else math.inf
+                    self._set_device(leg.endpoint, 6)
+                    if call is not None:
+                        if call.ringing_since is None:
+                            call.ringing_since = k.now()
+                            call.signal.fire()
+                        call.log("ringing", queue=None, agent=leg.endpoint.interface, channel=lc.name)
+                else:
+                    for rival in [x for x in active if x is not leg]:
+                        self.emit("DialEnd", [*rival.channel.snapshot("Dest"), ("DialStatus", "CANCEL")], channel=ch)
+                        self._dial_leg_done(rival, 26)
+                    await self._dial_connected(ch, leg)  # raises when the call is over
+        except (HangupRequested, AbsoluteTimeout, AsyncGoto):
+            for x in [x for x in legs if x.phase in ("dialing", "ringing")]:
+                self.emit("DialEnd", [*x.channel.snapshot("Dest"), ("DialStatus", "CANCEL")], channel=ch)
+                self._dial_leg_done(x, 0)
+            self.setvar(ch, "DIALSTATUS", "CANCEL")
+            raise
+        finally:
+            if call is not None and call.stage == "queue" and call.ringing_since is not None:
+                if not any(x.phase == "ringing" for x in legs):
+                    call.ringing_since = None
+        self.setvar(ch, "DIALSTATUS", status)
+        return None
+
+    def _inherit(self, ch: SimChannel, lc: SimChannel) -> None:
+        # inherited variables (__X: again to the next hop), listed newest first in the traces
+        for var in reversed(list(ch.inherit)):
+            level = ch.inherit[var]
+            lc.variables[var] = ch.variables.get(var, "")
+            if level == 2:
+                lc.inherit[var] = 2
+            if self.noise:
+                name = "__" + var if level == 2 else var
+                self.emit("VarSet", [("Variable", name), ("Value", lc.variables[var])], channel=lc)
+
+    def _dial_leg_done(self, leg: _Leg, cause: int, tech: str | None = None) -> None:
+        was_ringing = leg.phase == "ringing"
+        leg.phase = "done"
+        self._hangup_event(leg.channel, cause, tech)
+        if was_ringing:
+            self._set_device(leg.endpoint, 1)
+
+    async def _dial_connected(self, ch: SimChannel, leg: _Leg) -> None:
+        k = self.kernel
+        lc = leg.channel
+        self._state(lc, 6)
+        self.emit("DialEnd", [*lc.snapshot("Dest"), ("DialStatus", "ANSWER")], channel=ch)
+        leg.phase = "answered"
+        self.setvar(ch, "DIALSTATUS", "ANSWER")
+        self._noise_var(ch, "DIALEDPEERNAME", lc.name)
+        self._noise_var(ch, "DIALEDPEERNUMBER", leg.endpoint.ext)
+        ch.connected_num, ch.connected_name = leg.endpoint.ext, leg.endpoint.caller_name
+        self.emit("NewConnectedLine", channel=ch)
+        bridge = _Bridge(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)), [ch, lc])
+        self.emit("BridgeCreate", self._bridge_fields(bridge, 0, "simple_bridge"))
+        self._set_device(leg.endpoint, 2)
+        self.emit("BridgeEnter", [*self._bridge_fields(bridge, 1, "simple_bridge"), *ch.snapshot()])
+        self.emit("BridgeEnter", [*self._bridge_fields(bridge, 2, "simple_bridge"), *lc.snapshot()])
+        ch.bridge = lc.bridge = bridge
+        ch.peer, lc.peer = lc, ch
+        self._channels_changed.fire()
+        call = ch.call
+        if call is not None:
+            call.ringing_since = None
+            call.connected_at = k.now()
+            call.stage = "talk"
+            call.log("connected", queue=None, agent=leg.endpoint.interface, channel=lc.name, hold_s=None)
+        try:
+            await k.wait(timeout=leg.behavior.talk_s)
+            self._agent_hangup_request(lc, "bye")
+            self._teardown(ch, leg, bridge, who="agent", agent_cause=16)
+        except (HangupRequested, AbsoluteTimeout) as exc:
+            if isinstance(exc, AbsoluteTimeout):
+                ch.explicit_cause = 0
+            self._teardown(ch, leg, bridge, who="caller", agent_cause=16)
+        except PeerHangup as p:
+            self._agent_hangup_request(lc, "soft")
+            self._teardown(ch, leg, bridge, who="agent", agent_cause=p.cause)
+        except AsyncGoto:
+            self._teardown(ch, leg, bridge, who="transfer", agent_cause=16)
+            raise
+        raise _Gone
+
+    # -- VoiceMail ------------------------------------------------------------------------------
+    async def _app_voicemail(self, ch: SimChannel, data: str) -> None:
+        """``VoiceMail(box,u)``: the unavailable greeting, a beep, then the caller speaks until
+        they hang up (``CallScript.message_s``) or the maximum length; MessageWaiting after."""
+        k = self.kernel
+        box = data.split(",")[0].strip() or "default"
+        mailbox = box if "@" in box else f"{box}@default"
+        call = ch.call
+        if call is not None:
+            call.stage = "voicemail"
+            call.log("voicemail", mailbox=mailbox)
+        await k.sleep(_prompt_len("vm-unavail") + _prompt_len("beep"))
+        started = k.now()
+        if call is not None:
+            call.recording_at = started
+            call.signal.fire()
+        try:
+            await k.wait(timeout=self.voicemail_max_s)
+        except HangupRequested:
+            self._message_left(mailbox, k.now() - started)
+            raise
+        self._message_left(mailbox, k.now() - started)
+        await k.sleep(_prompt_len("vm-goodbye"))
+        self.setvar(ch, "VMSTATUS", "SUCCESS")
+        return None
+
+    def _message_left(self, mailbox: str, length: float) -> None:
+        if length < self.voicemail_min_s:
+            return  # too short: voicemail.conf minsecs, nothing is kept
+        self.mailboxes[mailbox] = self.mailboxes.get(mailbox, 0) + 1
+        self.emit(
+            "MessageWaiting",
+            [("Mailbox", mailbox), ("Waiting", "1"), ("New", str(self.mailboxes[mailbox])), ("Old", "0")],
+        )
 
     # -- ChanSpy ---------------------------------------------------------------------------------
     def _find_spyee(self, prefix: str, me: SimChannel) -> SimChannel | None:
@@ -2135,9 +2365,13 @@ class AsteriskSim(FakeAmiServer):
         session.respond(action, "Success", "Channel Hungup")
         self.hangup(ch, int(_float(action.get("Cause") or "16")))
 
-    def hangup(self, ch: SimChannel, cause: int = 16) -> None:
+    def hangup(self, channel: str | SimChannel | SimCall, cause: int = 16) -> None:
         """Hang a channel up the way AMI ``Hangup`` does (no HangupRequest event, a soft hangup)."""
-        if ch.gone or ch.hanging_up:
+        self.kernel.sync()
+        if isinstance(channel, SimCall):
+            channel = channel.channel or ""
+        ch = self.channels.get(channel) if isinstance(channel, str) else channel
+        if ch is None or ch.gone or ch.hanging_up:
             return
         if ch.kind == "agent":
             # agent legs run no dialplan: the caller's Queue() sees the leg go
@@ -2145,21 +2379,13 @@ class AsteriskSim(FakeAmiServer):
                 self.kernel.interrupt(ch.peer.proc, PeerHangup(ch, cause))
             elif ch.leg is not None:
                 ch.leg.killed = cause
-                owner = self._leg_owner(ch)
-                if owner is not None and owner.entry is not None:
-                    owner.entry.signal.fire()
+                ch.leg.signal.fire()
             return
         ch.hanging_up = True
         ch.explicit_cause = cause
         if ch.call is not None and ch.call.hangup_by is None:
             ch.call.hangup_by = "system"
         self.kernel.interrupt(ch.proc, HangupRequested(cause))
-
-    def _leg_owner(self, leg_ch: SimChannel) -> SimChannel | None:
-        for ch in self.channels.values():
-            if ch.entry is not None and any(leg.channel is leg_ch for leg in ch.entry.legs):
-                return ch
-        return None
 
     def _act_redirect(self, session: AmiSession, action: AmiMessage) -> None:
         ch = self._channel_or_error(session, action)
@@ -2173,8 +2399,20 @@ class AsteriskSim(FakeAmiServer):
             session.respond(action, "Error", "Redirect failed")
             return
         session.respond(action, "Success", "Redirect successful")
-        target = (action.get("Context") or ch.context, action.get("Exten") or ch.exten, int(prio_text))
-        self.kernel.interrupt(ch.proc, AsyncGoto(*target))
+        self.redirect(ch, action.get("Context") or ch.context, action.get("Exten") or ch.exten, int(prio_text))
+
+    def redirect(self, channel: str | SimChannel | SimCall, context: str, exten: str, priority: int = 1) -> bool:
+        """AMI ``Redirect`` (an async goto): the channel's application unwinds as Asterisk's
+        does (out of Queue: QueueCallerAbandon + QueueCallerLeave; out of AGI: AsyncAGIEnd) and
+        the dialplan continues at ``context,exten,priority``. False if it runs no dialplan."""
+        self.kernel.sync()
+        if isinstance(channel, SimCall):
+            channel = channel.channel or ""
+        ch = self.channels.get(channel) if isinstance(channel, str) else channel
+        if ch is None or ch.gone or ch.proc is None or ch.kind == "agent":
+            return False
+        self.kernel.interrupt(ch.proc, AsyncGoto(context, exten, priority))
+        return True
 
     async def _act_originate(self, session: AmiSession, action: AmiMessage) -> None:
         if not action.get("Channel"):

@@ -37,7 +37,8 @@ from callcenter.pbx.asterisk.protocol import AmiParser
 from callcenter.pbx.asterisk.trace import read_trace
 from callcenter.pbx.asterisk.translate import HANDLED_EVENTS, AsteriskTranslator
 from callcenter.pbx.replay import replay_events
-from callcenter.sim.asterisk import AgentBehavior, AsteriskSim
+from callcenter.sim.asterisk import APP_NAMES, AgentBehavior, AsteriskSim
+from callcenter.sim.dialplan import parse_dialplan
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "asterisk"
 DIALPLAN = Path(__file__).resolve().parents[2] / "dialplans" / "asterisk" / "extensions_callcenter.conf"
@@ -297,6 +298,27 @@ async def test_overflow_redirect_setvar_and_redirect() -> None:
         assert sim.queue_log[3].endswith("|sales|NONE|ABANDON|1|1|10")
         # the trace's Setvar had no QUEUE_PRIO: the plan's extra Setvar adds nothing the translator sees
         assert_like_trace("overflow_redirect", cap)
+        # The redirect out of Queue() itself, Newexten included: MOH stops, the ringing member
+        # gets DialEnd CANCEL twice, the first Newexten at the new place still names Queue(sales),
+        # the abandon is for sales, the member leg goes (Cause 0), then the caller leaves sales.
+        assert redirect_window(cap.messages()) == redirect_window(trace_messages("overflow_redirect"))
+
+
+def redirect_window(messages: list[AmiMessage]) -> list[tuple[str | None, ...]]:
+    skip = {"VarSet", "DeviceStateChange", "QueueMemberStatus", "RTCPSent"}
+    msgs = [m for m in messages if m.event not in skip]
+    start = next(i for i, m in enumerate(msgs) if m.event == "MusicOnHoldStop")
+    end = next(i for i, m in enumerate(msgs) if i > start and m.event == "QueueCallerLeave")
+    return [
+        (
+            m.event,
+            _SUFFIX.sub("", m.get("Channel") or ""),
+            m.get("Exten"),
+            m.get("Priority") if m.event == "Newexten" else None,  # Queue()'s own priority differs
+            m.get("Application") or m.get("DialStatus") or m.get("Queue") or m.get("Cause"),
+        )
+        for m in msgs[start : end + 1]
+    ]
 
 
 async def agi(client: AmiClient, channel: str, command: str, command_id: str) -> AmiMessage:
@@ -487,6 +509,11 @@ async def test_event_layouts_and_list_replies_match_the_traces() -> None:
         }
         assert summary == {"support": ("0", "1"), "vip": ("0", "0"), "sales": ("0", "0")}
         # errors as Asterisk 22 words them
+        got = await client.action("Getvar", [("Channel", a.channel or ""), ("Variable", "CALLERID(num)")])
+        assert (got.get("Variable"), got.get("Value")) == ("CALLERID(num)", "2025550101")
+        got = await client.action("Getvar", [("Channel", a.channel or ""), ("Variable", "CC_DID")])
+        assert got.get("Value") == "5550100"
+        assert (await client.action("Ping")).get("Ping") == "Pong"
         with pytest.raises(Exception, match="Not there"):
             await client.action("QueueRemove", [("Queue", "support"), ("Interface", "PJSIP/1003")])
         with pytest.raises(Exception, match="No such channel"):
@@ -497,7 +524,7 @@ async def test_event_layouts_and_list_replies_match_the_traces() -> None:
         await client.action("Hangup", [("Channel", a.channel or "")])  # AMI hangup: system, cause 16
         await a.ended(timeout=5)
         assert (a.hung_up_by, a.cause) == ("system", 16)
-        sim.hangup(sim.channels[b.channel or ""])
+        sim.hangup(b)
         await b.ended(timeout=5)
         await cap.settle()
         layouts = _layouts()
@@ -574,6 +601,18 @@ async def test_fail_open_with_a_silent_and_without_any_controller() -> None:
         assert lonely.find("failopen", reason="controller-timeout") is not None
         t = {k: t for t, k, _ in lonely.history}
         assert t["released"] - t["controller"] == pytest.approx(4.0)
+        # a controller that renews the guard (SET VARIABLE TIMEOUT(absolute), the adapter's lease)
+        # keeps the call; when it stops talking, the call falls through 20 s after the renewal
+        kept = sim.call("2025550302", did="5550110", talk_s=1.0)
+        await sim.advance(3)
+        assert sim.agi(kept, "SET VARIABLE TIMEOUT(absolute) 20")
+        await sim.advance(10)
+        assert kept.find("failopen") is None and kept.find("queue") is None
+        await sim.advance(15)
+        t = {k: t for t, k, _ in kept.history}
+        # renewed 3 s after placing, the AGI started 0.014 s after placing (Answer), the command
+        # ran 0.02 s after it was queued (res_agi's loop)
+        assert t["failopen"] - t["controller"] == pytest.approx(3.0 - 0.014 + 0.02 + 20.0, abs=0.001)
 
 
 async def test_controller_end_to_end_through_the_adapter() -> None:
@@ -735,9 +774,78 @@ async def test_agi_hangup_during_get_data_and_redirect_out_of_agi() -> None:
             if m.event == "AsyncAGIExec" and m.get("CommandId") == "g2"
         ]
         assert exec_results == ["200%20result%3D42%0A"]
-        ch = sim.channels[keyed.channel or ""]
-        sim.kernel.interrupt(
-            ch.proc, __import__("callcenter.sim.asterisk", fromlist=["AsyncGoto"]).AsyncGoto("cc-queue", "support", 1)
-        )
+        assert sim.redirect(keyed, "cc-queue", "support", 1)
         await sim.advance(5)
         assert keyed.find("released", status="HANGUP") and keyed.find("connected", queue="support")
+        # cc-queue clears the fail-open timer (dialplans README): the call outlives the 10 s
+        assert keyed.outcome == "answered" and keyed.find("failopen") is None
+
+
+def test_the_simulator_runs_the_shipped_dialplan() -> None:
+    # The simulator reads the file itself: every application it uses must be one it simulates
+    # (an unknown one would silently act as NoOp).
+    steps = parse_dialplan(DIALPLAN).flat()
+    assert {app.lower() for _, _, _, app in steps} <= set(APP_NAMES)
+    apps = {(c, e, p): a for c, e, p, a in steps}
+    assert apps[("cc-inbound", "controller", 5)] == "AGI"
+    assert "Queue" in {a for (c, e, _), a in apps.items() if (c, e) == ("cc-queue", "_[a-z].")}
+    assert {a for (c, _, _), a in apps.items() if c == "cc-spy"} == {"Answer", "GotoIf", "ChanSpy", "Hangup", "NoOp"}
+    assert ("cc-inbound", "T", 3) in apps and ("cc-ivr-main", "t", 1) in apps
+
+
+async def test_sticky_dial_before_the_queue() -> None:
+    async with stepped() as sim:
+        sim.set_behavior("1002", AgentBehavior(ring_s=2.0, talk_s=5.0))
+        sim.set_behavior("1001", AgentBehavior(ring_s=1.0))
+        own = sim.call("600", did="5550110", talk_s=None)
+        await sim.advance(0.1)
+        for cmd in ("SET VARIABLE CC_STICKY_AGENT PJSIP/1002", "SET VARIABLE CC_QUEUE sales", "ASYNCAGI BREAK"):
+            assert sim.agi(own, cmd)
+        await sim.advance(15)
+        # the customer's own agent answers: no queue at all, the agent ends the call
+        assert own.find("connected", queue=None, agent="PJSIP/1002") and own.find("queue") is None
+        assert own.hung_up_by == "agent" and own.outcome == "answered"
+        sim.set_behavior("1002", AgentBehavior("noanswer"))
+        missed = sim.call("601", did="5550110", talk_s=2.0)
+        await sim.advance(0.1)
+        for cmd in (
+            "SET VARIABLE CC_STICKY_AGENT PJSIP/1002",
+            "SET VARIABLE CC_STICKY_S 4",
+            "SET VARIABLE CC_QUEUE sales",
+            "ASYNCAGI BREAK",
+        ):
+            sim.agi(missed, cmd)
+        await sim.advance(15)
+        # Dial(PJSIP/1002,4) times out (DIALSTATUS=NOANSWER), then Queue(sales): Alice
+        assert missed.find("ringing", queue=None, agent="PJSIP/1002")
+        assert missed.find("connected", queue="sales", agent="PJSIP/1001")
+        msgs = [m for m, _ in sim.logged_messages() if m.get("Channel") == missed.channel]
+        dial = [
+            (m.event, m.get("DialString") or m.get("DialStatus")) for m in msgs if m.event in ("DialBegin", "DialEnd")
+        ]
+        # app_dial publishes the resource as DialString (dial.c's Originate: "1009" in whisper_barge)
+        assert dial[:2] == [("DialBegin", "1002"), ("DialEnd", "NOANSWER")]
+        status = [m.get("Value") for m in msgs if m.event == "VarSet" and m.get("Variable") == "DIALSTATUS"]
+        assert status == ["NOANSWER"]
+        events = [e for e in logged_domain(sim) if e.call_id == missed.call_id]
+        kinds = [(e.type, getattr(e, "queue", "-")) for e in events if e.type.startswith(("agent_", "queue_"))]
+        assert kinds[:4] == [("agent_offered", None), ("agent_ring_no_answer", None), ("queue_joined", "sales"),
+                             ("agent_offered", "sales")]  # fmt: skip
+
+
+async def test_voicemail_chosen_by_the_controller() -> None:
+    async with stepped() as sim:
+        vm = sim.call("700", did="5550110", message_s=8.0)
+        await sim.advance(0.1)
+        sim.agi(vm, "SET VARIABLE CC_VOICEMAIL 1001@default")
+        sim.agi(vm, "ASYNCAGI BREAK")
+        await sim.advance(20)
+        assert vm.outcome == "voicemail" and vm.hung_up_by == "caller" and vm.find("queue") is None
+        waiting = [m for m, _ in sim.logged_messages() if m.event == "MessageWaiting"]
+        assert [(m.get("Mailbox"), m.get("New")) for m in waiting] == [("1001@default", "1")]
+        apps = [
+            m.get("Application")
+            for m, _ in sim.logged_messages()
+            if m.event == "Newexten" and m.get("Channel") == vm.channel
+        ]
+        assert "VoiceMail" in apps
