@@ -93,14 +93,11 @@ RATES = f"""
     round(k.tta::numeric, 1) AS avg_time_to_abandon_s
 """
 
-AGENT_NAME = """
-    LEFT JOIN LATERAL (
-        SELECT a.id AS agent_id, a.name AS agent_name
-          FROM agent_endpoints ep JOIN agents a ON a.id = ep.agent_id
-         WHERE ep.interface = {col}
-         ORDER BY ep.pbx, a.id
-         LIMIT 1
-    ) n ON true
+# agent interface -> (id, name) through agent_endpoints (the first PBX in name order wins).
+AGENT_NAMES = """
+    SELECT DISTINCT ON (ep.interface) ep.interface, a.id AS agent_id, a.name AS agent_name
+      FROM agent_endpoints ep JOIN agents a ON a.id = ep.agent_id
+     ORDER BY ep.interface, ep.pbx, a.id
 """
 
 VIEWS: list[tuple[str, str]] = [
@@ -118,7 +115,7 @@ SELECT
     CASE WHEN c.outcome = 'answered' THEN CASE WHEN c.answered_via_ivr THEN 'ivr' ELSE 'direct' END END AS route,
     c.queue, c.agent, c.agent_id, ag.name AS agent_name,
     c.ivr_s, c.queue_wait_s, c.ring_s, c.talk_s,
-    extract(epoch FROM c.ended_at - c.entered_at)::float8 AS duration_s,
+    date_part('epoch', c.ended_at - c.entered_at) AS duration_s,
     CASE WHEN c.outcome = 'answered' THEN COALESCE(c.queue_wait_s, 0) END AS speed_of_answer_s,
     c.overflows, c.offered_agents, c.missed_rings, c.hung_up_by,
     c.repeat_of, c.first_contact_resolved, c.rules_version, c.rule_id,
@@ -243,10 +240,10 @@ SELECT
     NULLIF(sp.reason, '') AS reason,
     sp.started_at, sp.ended_at,
     (sp.started_at AT TIME ZONE 'UTC')::date AS day,
-    extract(epoch FROM COALESCE(sp.ended_at, now()) - sp.started_at)::float8 AS duration_s,
+    date_part('epoch', COALESCE(sp.ended_at, now()) - sp.started_at) AS duration_s,
     sp.ended_at IS NULL AS still_paused
 FROM spans sp
-{AGENT_NAME.format(col="sp.agent")}
+LEFT JOIN ({AGENT_NAMES}) n ON n.interface = sp.agent
 WHERE sp.paused
 """),
     ("cc_agent_activity", f"""
@@ -258,16 +255,28 @@ WITH steps AS (
            count(*) FILTER (WHERE e.kind = 'agent_ring_canceled') AS canceled_rings,
            sum(CASE WHEN e.kind = 'agent_complete' THEN COALESCE(
                    (e.detail ->> 'talk_s')::float8,
-                   (SELECT extract(epoch FROM e.at - max(x.at))::float8 FROM call_events x
+                   (SELECT date_part('epoch', e.at - max(x.at)) FROM call_events x
                      WHERE x.call_id = e.call_id AND x.kind = 'agent_connect' AND x.agent = e.agent
                        AND x.at <= e.at)) END) AS talk_s
       FROM call_events e
      WHERE e.kind IN ('agent_ring', 'agent_connect', 'agent_ring_no_answer', 'agent_ring_canceled', 'agent_complete')
        AND e.agent IS NOT NULL
      GROUP BY 1, 2
+), p AS (
+    SELECT e.agent, e.at, e.paused, COALESCE(e.reason, '') AS reason,
+           lag(e.paused) OVER w AS prev_paused,
+           lag(COALESCE(e.reason, '')) OVER w AS prev_reason,
+           lead(e.at) OVER w AS next_at
+      FROM agent_state_events e
+     WHERE e.kind = 'pause' AND e.paused IS NOT NULL
+    WINDOW w AS (PARTITION BY e.agent ORDER BY e.at, e.event_key)
 ), by_reason AS (
-    SELECT p.day, p.agent, COALESCE(p.reason, '(none)') AS reason, count(*) AS n, sum(p.duration_s) AS secs
-      FROM cc_agent_pauses p GROUP BY 1, 2, 3
+    SELECT (p.at AT TIME ZONE 'UTC')::date AS day, p.agent, COALESCE(NULLIF(p.reason, ''), '(none)') AS reason,
+           count(*) FILTER (WHERE p.prev_paused IS NOT TRUE OR p.reason <> p.prev_reason) AS n,
+           sum(date_part('epoch', COALESCE(p.next_at, now()) - p.at)) AS secs
+      FROM p
+     WHERE p.paused
+     GROUP BY 1, 2, 3
 ), pauses AS (
     SELECT r.day, r.agent, sum(r.n)::bigint AS pauses, sum(r.secs) AS paused_s,
            jsonb_object_agg(r.reason, round(r.secs::numeric, 1) ORDER BY r.reason) AS pause_by_reason
@@ -287,7 +296,7 @@ SELECT
     COALESCE(pa.pause_by_reason, '{{}}'::jsonb) AS pause_by_reason
 FROM steps st
 FULL JOIN pauses pa USING (day, agent)
-{AGENT_NAME.format(col="agent")}
+LEFT JOIN ({AGENT_NAMES}) n ON n.interface = agent
 """),
     ("cc_agent_timeline", """
 SELECT e.at, e.agent, 'call'::text AS source, e.kind, e.call_id, e.queue,

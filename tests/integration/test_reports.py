@@ -283,6 +283,8 @@ async def test_kpi_by_day_all_calls_and_per_queue_visits(conn: asyncpg.Connectio
         ("2025-03-04", None), ("2025-03-04", "sales"), ("2025-03-04", "support"),
     ]
     assert all(r["sl_seconds"] == 20.0 for r in rows)
+    assert all(type(r[c]) is int for r in rows for c in COUNTS if r[c] is not None)
+    assert all(type(r[c]) is float for r in rows for c in RATES if r[c] is not None)
     for row, expected in zip(rows, (DAY1_ALL, DAY1_SALES, DAY1_SUPPORT, DAY2_ALL, DAY2_SALES, DAY2_SUPPORT),
                              strict=True):
         assert_figures(row, expected)
@@ -352,6 +354,44 @@ async def test_kpi_by_hour_and_time_zone(conn: asyncpg.Connection) -> None:
     assert [pick(r, "period", "offered", "answered") for r in berlin] == [("2025-03-03", 13, 4)]
     first = (await reports.kpi(conn, datetime(2025, 3, 3), datetime(2025, 3, 4), by="hour", tz="Europe/Berlin"))[0]
     assert pick(first, "period", "queue", "offered") == ("2025-03-03 00:00", None, 1)
+
+
+async def test_kpi_calls_with_three_visits(conn: asyncpg.Connection) -> None:
+    # 2025-03-10, outside the main data set: two calls through three queues each
+    c20 = call("c20", t(10, "10:00:00"), t(10, "10:01:25"), "abandoned", stage="ringing", node="billing",
+               stints=[stint("sales", t(10, "10:00:05"), 30, "timeout", moved_to="support"),
+                       stint("support", t(10, "10:00:35"), 40, "moved", moved_to="billing"),
+                       stint("billing", t(10, "10:01:15"), 10, "abandoned")], queue_wait_s=80, overflows=2)
+    c21 = call("c21", t(10, "11:00:00"), t(10, "11:02:32"), "answered", answered=t(10, "11:01:02"),
+               stints=[stint("sales", t(10, "11:00:20"), 5, "exit_key"),
+                       stint("support", t(10, "11:00:25"), 25, "moved", moved_to="billing"),
+                       stint("billing", t(10, "11:00:50"), 12, "answered", "PJSIP/1001")],
+               agent="PJSIP/1001", agent_id=1, queue_wait_s=42, talk_s=90, overflows=1)
+    cols = list(c20)
+    await conn.executemany(
+        f"INSERT INTO calls ({', '.join(cols)}) VALUES "
+        f"({', '.join(f'${i + 1}' + ('::jsonb' if c == 'stints' else '') for i, c in enumerate(cols))})",
+        [tuple(c[k] for k in cols) for c in (c20, c21)])
+    day = (t(10, "00:00:00"), t(11, "00:00:00"))
+    rows = by_key(await reports.kpi(conn, *day, by="total"), "queue")
+    assert list(rows) == [(None,), ("billing",), ("sales",), ("support",)]
+    # all calls: c21 answered after 42 s in queues (not within 20 s), c20 lost ringing after 80 s (after SL),
+    # 85 s after entering
+    assert pick(rows[(None,)], "offered", "answered", "abandoned", "abandoned_ringing", "answered_within_sl",
+                "abandoned_after_sl", "asa_s", "aht_s", "avg_time_to_abandon_s") == (2, 1, 1, 1, 0, 1, 42.0, 90.0, 85.0)
+    # the third visits: billing answered c21 after 12 s, lost c20 while ringing after 10 s
+    assert pick(rows[("billing",)], "offered", "answered", "abandoned", "abandoned_ringing", "abandoned_queue",
+                "answered_within_sl", "abandoned_after_sl", "asa_s", "aht_s", "avg_time_to_abandon_s") \
+        == (2, 1, 1, 1, 0, 1, 0, 12.0, 90.0, 10.0)
+    assert pick(rows[("sales",)], "offered", "timeouts", "exit_keys", "moved") == (2, 1, 1, 0)
+    assert pick(rows[("support",)], "offered", "moved", "answered", "abandoned") == (2, 2, 0, 0)
+    only = await reports.kpi(conn, *day, by="total", queue="billing")
+    assert [pick(r, "queue", "offered", "answered") for r in only] == [("billing", 2, 1)]
+    view = await conn.fetch("SELECT queue, offered, answered, abandoned, moved, timeouts, exit_keys, asa_s "
+                            "FROM cc_kpi_daily WHERE day = '2025-03-10' ORDER BY queue NULLS FIRST")
+    report = await reports.kpi(conn, *day)
+    assert [(r["queue"], r["offered"], r["answered"], r["abandoned"], r["moved"], r["timeouts"], r["exit_keys"],
+             r["asa_s"]) for r in report] == [(v[0], *v[1:7], v[7] and float(v[7])) for v in view]
 
 
 async def test_report_arguments_are_checked(conn: asyncpg.Connection) -> None:
