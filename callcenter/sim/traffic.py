@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from callcenter.sim.asterisk import AgentBehavior, AsteriskSim, CallScript, SimCall, SimMember
+from callcenter.sim.asterisk import AgentBehavior, AsteriskSim, CallScript, SimCall
 
 __all__ = ["AgentProfile", "Dist", "Traffic", "TrafficModel"]
 
@@ -260,9 +260,9 @@ class Traffic:
                 sim.add_endpoint(profile.ext, profile.name, caller_name=f"Agent {profile.name}")
             interface = f"PJSIP/{profile.ext}"
             for qname in profile.queues:
-                q = sim.queues.get(qname) or sim.add_queue(qname)
-                if q.member(interface) is None:
-                    q.members.append(SimMember(interface, profile.name, profile.penalty, login_time=int(sim.now())))
+                if qname not in sim.queues:
+                    sim.add_queue(qname)
+                sim.add_static_member(qname, interface, profile.name, profile.penalty)
             sim.set_behavior(profile.ext, self._behavior(profile))
 
     def _behavior(self, profile: AgentProfile) -> Callable[[SimCall | None], AgentBehavior]:
