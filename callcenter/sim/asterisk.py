@@ -1171,7 +1171,8 @@ class AsteriskSim(FakeAmiServer):
             ("agi_priority", str(ch.priority)),
             ("agi_enhanced", "0.0"),
             ("agi_accountcode", ""),
-            ("agi_threadid", str(140094773249728 + (hash(ch.name) & 0xFFFF))),
+            # a thread id in the trace; derived from the channel's sequence so runs repeat exactly
+            ("agi_threadid", str(140094773249728 + 4096 * int(ch.uniqueid.rpartition(".")[2]))),
         ]
         return ami_uri_encode("".join(f"{k}: {v}\n" for k, v in pairs) + "\n")
 

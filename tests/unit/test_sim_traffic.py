@@ -3,13 +3,18 @@ behaviour do to calls in the simulator (stepped virtual time, no sockets)."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import itertools
 import math
+import os
 import random
 import statistics
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -167,15 +172,31 @@ async def test_agents_ring_no_answer_rejects_and_pauses() -> None:
         assert len(paused) == len(traffic.pauses)
 
 
-async def test_traffic_is_deterministic_for_a_seed() -> None:
-    async def run(seed: int) -> tuple[list[bytes], dict[str, object]]:
-        async with stepped(seed=seed, epoch=MIDNIGHT + 10 * 3600, record_events=True) as sim:  # the morning peak
-            traffic = Traffic(sim, TrafficModel.demo(), seed=seed)
-            traffic.start(duration_s=3600)
-            await sim.advance(3600 + 900)
-            return [data for _, data in sim.event_log or ()], traffic.stats()
+async def run_demo(seed: int) -> tuple[list[bytes], dict[str, object]]:
+    async with stepped(seed=seed, epoch=MIDNIGHT + 10 * 3600, record_events=True) as sim:  # the morning peak
+        traffic = Traffic(sim, TrafficModel.demo(), seed=seed)
+        traffic.start(duration_s=3600)
+        await sim.advance(3600 + 900)
+        return [data for _, data in sim.event_log or ()], traffic.stats()
 
-    first, second, other = await run(6), await run(6), await run(7)
+
+def digest(events: list[bytes]) -> str:
+    return hashlib.sha256(b"".join(events)).hexdigest()
+
+
+async def test_traffic_is_deterministic_for_a_seed() -> None:
+    first, second, other = await run_demo(6), await run_demo(6), await run_demo(7)
     assert len(first[0]) > 1000 and first[1]["calls"] > 20  # type: ignore[operator]
     assert first == second
     assert first[0] != other[0]
+    # and in another interpreter with another str-hash seed: nothing may depend on hash()/id()
+    code = (
+        "import asyncio, sys; sys.path.insert(0, sys.argv[1]); import test_sim_traffic as t; "
+        "print(t.digest(asyncio.run(t.run_demo(6))[0]))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, str(Path(__file__).parent), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and out.decode().strip() == digest(first[0])
