@@ -108,6 +108,7 @@ Unknown events are counted in ``unknown`` and never fatal.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -267,6 +268,7 @@ _DTMF_SPY_MODES: dict[str, SpyMode] = {
 }
 
 _GONE_MAX = 4096
+_ORIGINATION_UUID = re.compile(r"origination_uuid=([0-9a-fA-F-]{36})")
 
 LegKind = Literal["caller", "agent", "originated"]
 
@@ -1102,6 +1104,10 @@ class FreeswitchTranslator:
         ok = body.startswith("+OK")
         detail = body[3:].strip() if ok else body.removeprefix("-ERR").strip()
         extra = {"job_uuid": ev.get("Job-UUID") or ""}
+        # our originates name the new leg (origination_uuid): the adapter maps it to its command
+        found = _ORIGINATION_UUID.search(ev.get("Job-Command-Arg") or "")
+        if found:
+            extra["origination_uuid"] = found.group(1)
         if ok and detail:
             extra["uuid"] = detail
         elif detail:
