@@ -66,7 +66,7 @@ def test_poisson_arrival_rate_over_a_long_period() -> None:
 
 def test_daily_shape_modulates_the_rate_by_hour() -> None:
     model = TrafficModel(rate_per_hour=100, daily_shape=DEMO_SHAPE)
-    days = 100
+    days = 50
     times = Traffic(None, model, seed=9).arrival_times(MIDNIGHT, days * 86400)  # type: ignore[arg-type]
     by_hour = Counter(int((t - MIDNIGHT) % 86400 // 3600) for t in times)
     for hour, factor in enumerate(DEMO_SHAPE):
@@ -175,8 +175,8 @@ async def test_agents_ring_no_answer_rejects_and_pauses() -> None:
 async def run_demo(seed: int) -> tuple[list[bytes], dict[str, object]]:
     async with stepped(seed=seed, epoch=MIDNIGHT + 10 * 3600, record_events=True) as sim:  # the morning peak
         traffic = Traffic(sim, TrafficModel.demo(), seed=seed)
-        traffic.start(duration_s=3600)
-        await sim.advance(3600 + 900)
+        traffic.start(duration_s=1800)
+        await sim.advance(1800 + 900)
         return [data for _, data in sim.event_log or ()], traffic.stats()
 
 
@@ -186,7 +186,7 @@ def digest(events: list[bytes]) -> str:
 
 async def test_traffic_is_deterministic_for_a_seed() -> None:
     first, second, other = await run_demo(6), await run_demo(6), await run_demo(7)
-    assert len(first[0]) > 1000 and first[1]["calls"] > 20  # type: ignore[operator]
+    assert len(first[0]) > 1000 and first[1]["calls"] > 10  # type: ignore[operator]
     assert first == second
     assert first[0] != other[0]
     # and in another interpreter with another str-hash seed: nothing may depend on hash()/id()
