@@ -193,6 +193,7 @@ _MODULE_COMMANDS = (
     ("rules", "callcenter.routing.cli", "routing rules: check, explain, schema, reload"),
     ("report", "callcenter.analytics.reports", "analyst reports: kpi, abandons, agents"),
     ("token", "callcenter.api.cli", "API tokens: create, list, revoke"),
+    ("demo", "callcenter.demo", "run the whole product against a simulated PBX (zero set-up)"),
 )
 
 

@@ -386,3 +386,25 @@ def test_resync_races_with_live_events() -> None:
     # Without the snapshot time the same snapshot would wrongly end the new call.
     (ended,) = feed.tr.resync([], at=feed.t)
     assert (ended.type, ended.call_id) == ("call_ended", CALL)
+
+
+def test_resync_announces_queue_memberships_once_and_retires_vanished_ones() -> None:
+    """Without this, nobody downstream knows who staffs a queue until a member changes state:
+    routing's "agents available" and overflow's "no agent logged in" would be wrong."""
+    feed = Feeder()
+    members = [
+        AmiMessage({"Event": "QueueMember", "Queue": q, "Location": iface, "Name": name, "Status": "1",
+                    "Paused": "0", "Penalty": "0"})
+        for q, iface, name in (("sales", "PJSIP/1001", "Alice"), ("sales", "PJSIP/1002", "Bob"),
+                               ("vip", "PJSIP/1001", "Alice"))
+    ]
+    at = T0 + timedelta(minutes=1)
+    first = [e.to_dict() for e in feed.tr.resync([], members, at=at)]
+    added = [(e["agent"], e["queue"]) for e in first if e["type"] == "queue_member_changed" and e["added"]]
+    assert added == [("PJSIP/1001", "sales"), ("PJSIP/1002", "sales"), ("PJSIP/1001", "vip")]
+    again = feed.tr.resync([], members, at=at)
+    assert not any(e.type == "queue_member_changed" for e in again)
+    # Bob was removed from sales while the link was down
+    later = [e.to_dict() for e in feed.tr.resync([], [members[0], members[2]], at=at)]
+    assert [(e["agent"], e["queue"], e["added"]) for e in later if e["type"] == "queue_member_changed"] == [
+        ("PJSIP/1002", "sales", False)]

@@ -353,6 +353,7 @@ class AsteriskTranslator:
         self._member_pause: dict[tuple[str, str], tuple[bool, str | None]] = {}
         # Uniqueids whose Hangup we handled, so a snapshot taken just before cannot revive them.
         self._gone: OrderedDict[str, None] = OrderedDict()
+        self._members: set[tuple[str, str]] = set()  # (interface, queue) memberships we know of
         self._handlers: dict[str, Handler] = {
             "Newchannel": self._on_newchannel,
             "Newstate": self._on_newstate,
@@ -474,16 +475,35 @@ class AsteriskTranslator:
         for m in fresh:
             events.extend(self._adopt(m, at))
 
-        # 3. queue entries and members
+        # 3. queue entries and members. Memberships are announced (QueueMemberChanged) when the
+        # snapshot shows one we did not know: at the first connect that is all of them, and
+        # without them nobody downstream knows who staffs a queue (routing's "agents available",
+        # overflow's "no agent logged in") until a member happens to change state.
+        snapshot: set[tuple[str, str]] = set()
         for m in queue_status:
             if m.event == "QueueEntry":
                 events.extend(self._adopt_queue_entry(m, at))
             elif m.event == "QueueMember":
                 iface = m.get("Location") or m.get("Interface")
+                queue = m.get("Queue")
                 if not iface:
                     continue
+                if queue:
+                    snapshot.add((iface, queue))
+                    if (iface, queue) not in self._members:
+                        self._members.add((iface, queue))
+                        events.append(QueueMemberChanged(pbx=self.pbx, call_id=None, at=at, agent=iface, queue=queue,
+                                                         added=True, agent_name=_known(m.get("Name")),
+                                                         penalty=_int(m.get("Penalty"))))
                 events.extend(self._member_status_event(iface, m.get("Status"), _known(m.get("Name")), at))
                 events.extend(self._member_pause_event(m, iface, _known(m.get("Name")), at))
+        if any(m.event == "QueueMember" for m in queue_status):
+            # removed while the link was down (QueueRemove, a reload of queues.conf)
+            for iface, queue in sorted(self._members - snapshot):
+                self._members.discard((iface, queue))
+                self._member_pause.pop((iface, queue), None)
+                events.append(QueueMemberChanged(pbx=self.pbx, call_id=None, at=at, agent=iface, queue=queue,
+                                                 added=False))
         return events
 
     # -- leg/call bookkeeping -----------------------------------------------------------------
@@ -985,7 +1005,10 @@ class AsteriskTranslator:
         call = self._calls.get(msg.get("Linkedid") or "")
         if call is None or call.caller_channel != caller:
             return []
-        interface = (msg.get("DialString") or dest.rsplit("-", 1)[0]).split(",", 1)[0]
+        # The agent is the DestChannel's device (PJSIP/1002-00000005 -> PJSIP/1002): app_dial's
+        # DialString is only the resource ("1002" for Dial(PJSIP/1002); whisper_barge's
+        # Originate shows DialString: 1009), unlike app_queue's full interface.
+        interface = dest.rsplit("-", 1)[0]
         # The callee's Newchannel came first and tracked it as an "other" leg of the call.
         leg = known or self._track(_Leg(dest, msg.get("DestUniqueid") or "", call.call_id, "agent"), at)
         leg.kind, leg.call_id = "agent", call.call_id
@@ -1153,12 +1176,16 @@ class AsteriskTranslator:
         interface = msg.get("Interface")
         if not interface:
             return []
+        if msg.get("Queue"):
+            self._members.add((interface, msg["Queue"]))
         return self._member_status_event(interface, msg.get("Status"), _known(msg.get("MemberName")), at)
 
     def _on_queue_member_pause(self, msg: AmiMessage, at: datetime) -> list[Event]:
         interface = msg.get("Interface")
         if not interface:
             return []
+        if msg.get("Queue"):
+            self._members.add((interface, msg["Queue"]))
         return self._member_pause_event(msg, interface, _known(msg.get("MemberName")), at)
 
     def _on_queue_member_added(self, msg: AmiMessage, at: datetime) -> list[Event]:
@@ -1167,6 +1194,7 @@ class AsteriskTranslator:
             return []
         paused = msg.get("Paused") in ("1", "true", "yes")
         self._member_pause[(interface, queue)] = (paused, (msg.get("PausedReason") or None) if paused else None)
+        self._members.add((interface, queue))
         return [
             QueueMemberChanged(
                 pbx=self.pbx,
@@ -1185,6 +1213,7 @@ class AsteriskTranslator:
         if not interface or not queue:
             return []
         self._member_pause.pop((interface, queue), None)
+        self._members.discard((interface, queue))
         return [
             QueueMemberChanged(
                 pbx=self.pbx,
