@@ -84,8 +84,8 @@ async def _seed(dsn: str, rng: random.Random) -> dict[str, Any]:
     try:
         agent_ids = {}
         for ext, name, _, _ in AGENTS + [(e, n, (), 0) for e, n in OVERLOAD]:
-            aid = await conn.fetchval("INSERT INTO agents (name, extension, skills) VALUES ($1, $2, '{}') RETURNING id",
-                                      name, ext)
+            aid = await conn.fetchval(
+                "INSERT INTO agents (name, extension, skills) VALUES ($1, $2, '{}') RETURNING id", name, ext)
             await conn.execute("INSERT INTO agent_endpoints (agent_id, pbx, interface) VALUES ($1, 'demo-asterisk', $2)",
                                aid, f"PJSIP/{ext}")
             agent_ids[ext] = aid
@@ -240,7 +240,7 @@ async def _demo(args: argparse.Namespace) -> int:
                     _summary(controller, sim, started, out)
                 print("\nno new calls; letting the calls in progress finish ...", file=out)
                 finish = time.monotonic() + 60
-                while controller.live.calls and time.monotonic() < finish:
+                while controller.live.calls and time.monotonic() < finish:  # noqa: ASYNC110
                     await asyncio.sleep(1.0)
             finally:
                 traffic.traffic.stop()
