@@ -86,8 +86,9 @@ async def _seed(dsn: str, rng: random.Random) -> dict[str, Any]:
         for ext, name, _, _ in AGENTS + [(e, n, (), 0) for e, n in OVERLOAD]:
             aid = await conn.fetchval(
                 "INSERT INTO agents (name, extension, skills) VALUES ($1, $2, '{}') RETURNING id", name, ext)
-            await conn.execute("INSERT INTO agent_endpoints (agent_id, pbx, interface) VALUES ($1, 'demo-asterisk', $2)",
-                               aid, f"PJSIP/{ext}")
+            await conn.execute(
+                "INSERT INTO agent_endpoints (agent_id, pbx, interface) VALUES ($1, 'demo-asterisk', $2)",
+                aid, f"PJSIP/{ext}")
             agent_ids[ext] = aid
         team = await conn.fetchval("INSERT INTO teams (name) VALUES ('Front office') RETURNING id")
         supervisor = await conn.fetchval("INSERT INTO agents (name, extension) VALUES ('Sam Supervisor', '1009') "

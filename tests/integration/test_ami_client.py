@@ -66,7 +66,7 @@ async def client_for(server: FakeAmiServer, *, start: bool = True, **kw: Any) ->
 # Polling on purpose: the predicates span client and server state that share no event object.
 async def until(predicate: Any, timeout: float = 3.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110
+        while not predicate():
             await asyncio.sleep(0.005)
 
 

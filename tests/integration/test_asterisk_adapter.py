@@ -76,7 +76,7 @@ async def pbx(
 
 async def until(predicate: Any, timeout: float = 3.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110
+        while not predicate():
             await asyncio.sleep(0.005)
 
 
