@@ -159,11 +159,17 @@ async def test_a_bad_token_gets_the_login_form(database, tmp_path, browser) -> N
         assert form
         assert browser.execute_script("return sessionStorage.getItem('cc.token')") is None
 
-        def sign_in() -> None:
-            browser.find_element(By.ID, "login-token").send_keys(env.tokens["admin"])
+        def sign_in(who: str) -> None:
+            browser.find_element(By.ID, "login-token").send_keys(env.tokens[who])
             browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
 
-        await asyncio.to_thread(sign_in)
+        # an analyst's token is valid but cannot show the floor: said so, and forgotten
+        await asyncio.to_thread(sign_in, "analyst")
+        await asyncio.to_thread(
+            wait_until, lambda: "analyst token cannot show the live floor" in browser.find_element(
+                By.ID, "login-error").text, what="the analyst message")
+        assert browser.execute_script("return sessionStorage.getItem('cc.token')") is None
+        await asyncio.to_thread(sign_in, "admin")
         await asyncio.to_thread(wait_until, lambda: browser.find_element(By.ID, "conn").text == "live",
                                 what="the stream after signing in")
         assert "admin" in browser.find_element(By.ID, "who").text

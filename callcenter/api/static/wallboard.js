@@ -263,6 +263,10 @@ async function start() {
     return;
   }
   state.me = r.data;
+  if (r.data.role === "analyst") {
+    signOut("An analyst token cannot show the live floor: use a supervisor or admin token.");
+    return;
+  }
   $("who").textContent = `${r.data.name} · ${r.data.role}`;
   $("login").classList.add("hidden");
   $("board").classList.remove("hidden");
@@ -287,6 +291,7 @@ function init() {
     sessionStorage.setItem("cc.token", t);
     state.token = t;
     $("login-token").value = "";
+    $("login-error").textContent = "";
     start();
   });
   $("logout").addEventListener("click", () => signOut());
