@@ -135,7 +135,7 @@ async def test_heartbeats_and_gaps(database, tmp_path) -> None:
         floor(env)
         async with stream(env, "admin", "?snapshot=false") as s:
             assert await s.kinds_until_quiet(quiet=0.45) == []
-            assert s.comments >= 3  # ": heartbeat" lines while nothing happens (retry: is not one)
+            assert s.comments >= 2  # ": heartbeat" lines while nothing happens (retry: is not one)
             # a burst larger than the client's queue, published while the handler cannot run
             for i in range(10):
                 arrive(env, f"burst-{i}", "sales", f"+1202555013{i}", "Burst")
