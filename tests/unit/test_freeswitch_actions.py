@@ -50,7 +50,7 @@ SUP = "e8487226-4657-41e3-b62b-c182b6056711"
 
 def sent(scenario: str) -> list[str]:
     frames = read_frames(FIXTURES / f"{scenario}.esl.txt")
-    return [f.data.decode().rstrip("\n") for f in frames if f.direction == "sent"]
+    return [f.data.decode().rstrip("\n") for f in frames if f.direction == "send"]
 
 
 def sent_line(scenario: str, prefix: str) -> str:
