@@ -345,21 +345,24 @@ async def put_forward(c: Call) -> Any:
                 pairs.append(f"{pbx}/{queue}")
                 member = AddQueueMember(queue=queue, agent=iface, member_name=f"{agent['name']} (mobile)")
                 commands.append((pbx, member))
-    async with c.ctx.database.engine.begin() as conn:
-        await conn.execute(text("UPDATE agents SET mobile = :m WHERE id = :id"), {"m": mobile, "id": agent["id"]})
     detail = {"agent_id": agent["id"], "enabled": b.enabled, "mobile": mobile, "interface": iface, "queues": pairs}
-    result = await carry_out(c, "forward", f"agent:{agent['id']}", detail, commands) if commands else None
-    async with c.ctx.database.engine.begin() as conn:
+    engine = c.ctx.database.engine
+    audit_id = None
+    if commands:  # audited inside, before the PBX sees anything; all failed: 502, nothing stored
+        result = await carry_out(c, "forward", f"agent:{agent['id']}", detail, commands)
+    else:  # nothing to send (no queues yet): still audited first, as a setting change
+        audit_id = await audit.begin(engine, c.me, "forward", f"agent:{agent['id']}", detail)
+        result = {"audit_id": audit_id, "result": "ok", "commands": []}
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE agents SET mobile = :m WHERE id = :id"), {"m": mobile, "id": agent["id"]})
         await conn.execute(text(
             "INSERT INTO agent_forwards (agent_id, enabled, interface, queues, updated_at) "
             "VALUES (:id, :on, :iface, :q, now()) ON CONFLICT (agent_id) DO UPDATE SET enabled = :on, "
             "interface = :iface, queues = :q, updated_at = now()"),
             {"id": agent["id"], "on": b.enabled, "iface": iface if b.enabled else None,
              "q": pairs if b.enabled else []})
-    if result is None:  # nothing to send (no queues yet): still audited, as a setting change
-        audit_id = await audit.begin(c.ctx.database.engine, c.me, "forward", f"agent:{agent['id']}", detail)
-        await audit.finish(c.ctx.database.engine, audit_id, "ok")
-        result = {"audit_id": audit_id, "result": "ok", "commands": []}
+    if audit_id is not None:
+        await audit.finish(engine, audit_id, "ok")
     return {**await _forward_row(c, agent["id"]), **result}
 
 

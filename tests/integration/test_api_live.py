@@ -305,3 +305,22 @@ async def test_forward_to_mobile_joins_the_agents_queues_and_leaves_them(databas
             ("forward", True), ("forward", False)]
         status, body, _ = await env.req("PUT", url, "sup_red", json={"enabled": True, "mobile": "12"})
         assert status == 422 and body["errors"][0]["path"] == "mobile"
+
+
+async def test_forward_without_queues_and_a_refused_forward(database, tmp_path) -> None:
+    async with api_env(database, tmp_path) as env:
+        # sam (a supervisor, not in any queue): only the setting changes, audited
+        url = f"/api/v1/agents/{env.ids['sam']}/forward"
+        status, body, _ = await env.req("PUT", url, "admin", json={"enabled": True, "mobile": "+12025550166"})
+        assert status == 200 and body["enabled"] is True and body["queues"] == [] and body["commands"] == []
+        assert [(r["action"], r["result"]) for r in await env.audit_rows()] == [("forward", "ok")]
+        # the PBX refuses: 502, audited failed, the stored setting is unchanged
+        floor(env)
+        env.pbx.fail_with = "QueueAdd: Unable to add interface"
+        url = f"/api/v1/agents/{env.ids['alice']}/forward"
+        status, body, _ = await env.req("PUT", url, "admin", json={"enabled": True, "mobile": "+12025550177"})
+        assert status == 502
+        status, body, _ = await env.req("GET", url, "admin")
+        assert (body["enabled"], body["mobile"]) == (False, None)
+        assert [(r["action"], r["result"]) for r in await env.audit_rows()] == [
+            ("forward", "ok"), ("forward", "failed")]
