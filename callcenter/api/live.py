@@ -283,7 +283,7 @@ async def set_status(c: Call) -> Any:
     """``available`` unpauses the agent in every queue; ``break`` / ``dnd`` pause them in every
     queue with that reason (the PBX's pause reason, visible in its queue status and reports)."""
     agent = await _agent(c, c.path["agent_id"])
-    status = c.body.status
+    status = "dnd" if c.body.status == "do-not-disturb" else c.body.status
     paused = status != "available"
     detail = {"agent_id": agent["id"], "status": status}
     return await carry_out(c, "status", f"agent:{agent['id']}", detail,

@@ -51,8 +51,8 @@ class PauseBody(_Body):
 
 
 class StatusBody(_Body):
-    status: Literal["available", "break", "dnd"] = Field(
-        description="available = unpaused; break and dnd = paused with reason 'break' / 'dnd'")
+    status: Literal["available", "break", "dnd", "do-not-disturb"] = Field(
+        description="available = unpaused; break and dnd (do-not-disturb) = paused with reason 'break' / 'dnd'")
 
 
 class ForwardBody(_Body):

@@ -172,7 +172,7 @@ async def test_status_available_break_dnd_are_queue_pauses(database, tmp_path) -
     async with api_env(database, tmp_path) as env:
         floor(env)
         url = f"/api/v1/live/agents/{env.ids['alice']}/status"
-        for status_word in ("break", "dnd", "available"):
+        for status_word in ("break", "do-not-disturb", "available"):
             status, body, _ = await env.req("PUT", url, "sup_red", json={"status": status_word})
             assert status == 200, body
         got = [(c.agent, c.paused, c.reason, c.queue) for c in env.pbx.commands if isinstance(c, PauseAgent)]
