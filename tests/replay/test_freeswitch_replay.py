@@ -457,3 +457,54 @@ def test_without_event_lock_the_queued_set_runs_inside_the_digit_collection() ->
     assert kinds == ["prompt_finished", "dtmf_received", "digits_collected"]
     # uuid_kill of the parked caller: FreeSWITCH sent the BYE
     assert events[-1].type == "call_ended" and events[-1].to_dict()["hung_up_by"] == "system"
+
+
+# -- callcenter replay --pbx freeswitch -------------------------------------------------------------
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    import argparse
+    import io
+
+    from callcenter.pbx import replay as replay_cli
+
+    parser = argparse.ArgumentParser()
+    replay_cli.add_arguments(parser)
+    out, err = io.StringIO(), io.StringIO()
+    code = replay_cli.run(parser.parse_args(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_replay_cli_prints_the_translators_events() -> None:
+    code, out, err = run_cli(["--pbx", "freeswitch", str(_path("ivr_abandon"))])
+    assert (code, err) == (0, "")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["type"] for r in rows] == ["call_arrived", "call_answered", "ivr_node_entered", "call_ended"]
+    assert {r["pbx"] for r in rows} == {"freeswitch"}  # --name defaults to the PBX type
+    assert rows[0]["call_id"] == "3772aa8e-187f-4034-a12b-718e64dcbd0a"
+    events, _ = replay(_path("ivr_abandon"), pbx="freeswitch")
+    assert rows == [json.loads(json.dumps(e.to_dict())) for e in events]
+
+
+def test_replay_cli_summary_and_json_traces() -> None:
+    code, out, err = run_cli(["--pbx", "freeswitch", "--name", "fs-east", "--summary",
+                              str(_path("overflow_transfer"))])
+    assert code == 0, err
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    assert (row["pbx"], row["outcome"], row["overflows"], row["agent"]) == ("fs-east", "answered", 1, "1003")
+    code, out, _ = run_cli(["--pbx", "freeswitch", str(_path("answered_caller_hangup.json"))])
+    assert code == 0 and json.loads(out.splitlines()[-1])["hung_up_by"] == "caller"
+
+
+def test_replay_cli_errors_and_unknown_events(tmp_path: Path) -> None:
+    code, _, err = run_cli(["--pbx", "freeswitch", str(FIXTURES / "TRACES_README.md")])
+    assert code == 2 and "not an ESL trace" in err
+    code, _, err = run_cli(["--pbx", "freeswitch", str(tmp_path / "missing.esl.txt")])
+    assert code == 2 and "no such file" in err
+    body = "Event-Name: CUSTOM\nEvent-Subclass: conference%3A%3Amaintenance\nUnique-ID: x\n\n"
+    frame = f"Content-Length: {len(body)}\nContent-Type: text/event-plain\n\n{body}".encode()
+    trace = tmp_path / "odd.esl.txt"
+    trace.write_bytes(b"#### RECV 2026-11-22T15:00:00.000000Z len=%d\n" % len(frame) + frame + b"\n")
+    code, out, err = run_cli(["--pbx", "freeswitch", str(trace)])
+    assert (code, out) == (0, "")
+    assert "1 ESL event(s) without a rule: CUSTOM conference::maintenance x1" in err

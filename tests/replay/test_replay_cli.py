@@ -132,11 +132,12 @@ def test_summary_with_the_real_journey_pipeline() -> None:
     assert row["call_id"] == "1795360811.0"
 
 
-def test_only_asterisk_is_accepted() -> None:
+def test_only_known_pbx_types_are_accepted() -> None:
     parser = argparse.ArgumentParser()
     replay.add_arguments(parser)
     with pytest.raises(SystemExit):
-        parser.parse_args(["--pbx", "freeswitch", "x"])
+        parser.parse_args(["--pbx", "yate", "x"])
+    assert parser.parse_args(["--pbx", "freeswitch", "x"]).pbx == "freeswitch"
 
 
 def test_a_closed_pipe_is_not_an_error() -> None:
