@@ -15,7 +15,7 @@ class RulesPort(Protocol):
         """The rules in force: ``{"version": str, "path": str | None, "text": str}``."""
         ...
 
-    def validate(self, text: str) -> list[dict[str, Any]]:
+    def validate(self, text: str, /) -> list[dict[str, Any]]:
         """Problems of a candidate rules text, each ``{"line", "column", "path", "message"}``
         (line/column 1-based, may be None); an empty list means the text is valid."""
         ...
