@@ -153,9 +153,14 @@ def _json_value(value: Any) -> str:
 class EslEvent:
     """A FreeSWITCH event: ``EslEvent(headers, body, repeated)`` or lazily from wire text.
 
-    ``repeated``: header names that occur more than once in a plain event, all values in
-    order (``headers`` keeps the first). FreeSWITCH events normally have unique names; arrays
-    are one header with an ``ARRAY::`` value, see ``get_all``.
+    Repeated header names are real: CODEC carries ``Channel-Write-Codec-Name`` twice,
+    CHANNEL_HANGUP_COMPLETE ``Hangup-Cause`` twice, and a PRIVATE_COMMAND made from a
+    uuid_broadcast COMMAND event carries the whole standard block twice - ``Event-Name:
+    COMMAND`` first, ``Event-Name: PRIVATE_COMMAND`` last (park_controller_flow), because
+    FreeSWITCH appends the delivery-time headers. The **last** value is the one describing the
+    delivered event, and the one ``json.loads`` keeps for cJSON's duplicate keys, so ``headers``
+    holds the last value in both formats; ``repeated`` holds every value in order.
+    Arrays are one header with an ``ARRAY::`` value, see ``get_all``.
     """
 
     __slots__ = ("_body", "_fmt", "_h", "_hend", "_name", "_r", "_text")
@@ -180,44 +185,26 @@ class EslEvent:
         """A lazy event over a ``text/event-plain`` body (``Key: url-encoded value`` lines, a
         blank line, then the event's own body if it has a ``Content-Length``)."""
         ev = _new(cls)
-        ev._h = ev._r = ev._body = None
+        ev._h = ev._r = ev._body = ev._name = None
         ev._text = text
         ev._fmt = _PLAIN
         ev._hend = -1  # end of the header block: found on demand (see _header_end)
-        # Event-Name is the first line of every event in the captures except PRIVATE_COMMAND,
-        # which starts with the sendmsg's own headers (``Command: sendmsg%20<uuid>``).
-        if text.startswith("Event-Name: "):
-            eol = text.find("\n", 12)
-            ev._name = text[12:eol] if eol >= 0 else text[12:]
-        else:
-            ev._name = ev._plain_get("Event-Name")
         return ev
 
     @classmethod
     def from_json(cls, text: str) -> EslEvent:
-        """A lazy event over a ``text/event-json`` body (one flat object; cJSON's compact
-        ``{"Key":"value",...}``, Event-Name first)."""
+        """A lazy event over a ``text/event-json`` body (one flat object in cJSON's compact
+        form ``{"Key":"value",...}``; CUSTOM events start with Event-Subclass)."""
         ev = _new(cls)
-        ev._h = ev._r = ev._body = None
+        ev._h = ev._r = ev._body = ev._name = None
         ev._text = text
         ev._fmt = _JSON
         ev._hend = 0
-        if text.startswith('{"Event-Name":"'):
-            end = text.find('"', 15)
-            if end > 0 and "\\" not in text[15:end]:
-                ev._name = text[15:end]
-                return ev
-        # CUSTOM events start with Event-Subclass ({"Event-Subclass":"callcenter::info",
-        # "Event-Name":"CUSTOM",...}); any object in cJSON's compact form will do.
         first = text.find('"', 2) if text.startswith('{"') else -1
-        if first > 0 and text.startswith(('":"', '":['), first):
-            ev._name = ev._json_get("Event-Name")
-            return ev
-        # Not cJSON's compact form (whitespace after ':'): the substring lookups assume
-        # '"Key":value', so decode the whole object now instead.
-        ev._build_json()
-        assert ev._h is not None
-        ev._name = ev._h.get("Event-Name")
+        if first < 0 or not text.startswith(('":"', '":['), first):
+            # Not cJSON's compact form (whitespace after ':'): the substring lookups assume
+            # '"Key":value', so decode the whole object now instead.
+            ev._build_json()
         return ev
 
     # -- lazy single-header lookups -------------------------------------------------------------
@@ -251,17 +238,17 @@ class EslEvent:
     def _plain_get(self, key: str) -> str | None:
         text: str = self._text  # type: ignore[assignment]
         head, mid, n = _NEEDLES.get(key) or _plain_needles(key)
-        if text.startswith(head):
+        hend = self._hend if self._hend >= 0 else self._header_end()
+        # The last occurrence (see the class doc), and only inside the header block: the
+        # event's own body after the blank line may contain anything, e.g. "Unique-ID: " in an
+        # api result.
+        i = text.rfind(mid, 0, hend)
+        if i >= 0:
+            start = i + n + 1
+        elif text.startswith(head):
             start = n
         else:
-            i = text.find(mid)
-            if i < 0:
-                return None
-            # Only inside the header block: the event's own body (after the blank line) is
-            # raw text that may contain anything, e.g. "Unique-ID: " in an api result.
-            if i >= self._header_end():
-                return None
-            start = i + n + 1
+            return None
         end = text.find("\n", start)
         value = text[start:] if end < 0 else text[start:end]
         return url_decode(value) if "%" in value else value
@@ -273,7 +260,7 @@ class EslEvent:
         # In valid JSON a quote inside a string is escaped, so '"Key":' can only be a key of
         # the (flat) object, never part of a value.
         needle = '"' + key + '":'
-        i = text.find(needle)
+        i = text.rfind(needle)  # the last one, as json.loads keeps for a duplicate key
         if i < 0:
             return None
         start = i + len(needle)
@@ -310,7 +297,7 @@ class EslEvent:
             headers = None
         else:
             if len(headers) != len(lines):
-                headers = None  # a repeated name: keep the first, collect all below
+                headers = None  # a repeated name: collect every value below
         repeated: dict[str, tuple[str, ...]] = {}
         if headers is not None:
             # Decode per value (cached, see url_decode): half of the captured events carry an
@@ -334,8 +321,7 @@ class EslEvent:
                     value = url_decode(value)
                 if key in headers:
                     multi.setdefault(key, [headers[key]]).append(value)
-                else:
-                    headers[key] = value
+                headers[key] = value  # the last one wins (see the class doc)
             repeated = {k: tuple(v) for k, v in multi.items()}
         self._h = headers
         self._r = repeated
@@ -350,6 +336,18 @@ class EslEvent:
             raise EslDecodeError(f"text/event-json body is not valid JSON: {exc}") from None
         if not isinstance(obj, dict):
             raise EslDecodeError("text/event-json body is not a JSON object")
+        repeated: dict[str, tuple[str, ...]] = {}
+        # cJSON writes duplicate keys as they are (CODEC, CHANNEL_HANGUP_COMPLETE); json.loads
+        # keeps the last. '":' ends every key, and inside a string a quote is escaped, so fewer
+        # '":' than keys is impossible and more means a duplicate (or an escaped quote before
+        # a colon in a value): only then decode again keeping every pair.
+        if text.count('":') > len(obj):
+            pairs = json.loads(text, object_pairs_hook=list)
+            multi: dict[str, list[Any]] = {}
+            for key, value in pairs:
+                multi.setdefault(key, []).append(value)
+            repeated = {k: tuple(_json_value(v) for v in vs) for k, vs in multi.items() if len(vs) > 1}
+            repeated.pop("_body", None)
         body = obj.pop("_body", None)
         # FreeSWITCH writes every value as a string except array headers (JSON lists): rebuild
         # the dict only when some value is not a string.
@@ -358,7 +356,7 @@ class EslEvent:
                 obj = {k: _json_value(v) for k, v in obj.items()}
                 break
         self._h = obj
-        self._r = {}
+        self._r = repeated
         self._body = body if body is None or isinstance(body, str) else _json_value(body)
 
     @property
@@ -392,7 +390,10 @@ class EslEvent:
     # -- access -----------------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self._name or ""
+        name = self._name
+        if name is None:
+            name = self._name = self.get("Event-Name") or ""
+        return name
 
     @property
     def subclass(self) -> str | None:
@@ -417,6 +418,25 @@ class EslEvent:
             return h.get(key, default)
         value = self._plain_get(key) if self._fmt == _PLAIN else self._json_get(key)
         return default if value is None else value
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every header line in wire order, repeated names included (what re-rendering needs)."""
+        text = self._text
+        if text is not None and self._fmt == _PLAIN:
+            out = []
+            for line in text[: self._header_end()].split("\n"):
+                key, sep, value = line.partition(": ")
+                if sep or line.endswith(":"):
+                    out.append((key if sep else line[:-1], url_decode(value)))
+            return out
+        if text is not None and self._fmt == _JSON:
+            pairs = json.loads(text, object_pairs_hook=list)
+            return [(k, _json_value(v)) for k, v in pairs if k != "_body"]
+        out = []
+        repeated = self.repeated
+        for key, value in self.headers.items():
+            out.extend((key, v) for v in repeated.get(key, (value,)))
+        return out
 
     def get_all(self, key: str) -> tuple[str, ...]:
         """Every value of ``key``: repeated header lines, or the items of an ``ARRAY::`` value."""
