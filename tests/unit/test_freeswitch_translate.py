@@ -1,0 +1,67 @@
+"""FreeswitchTranslator.resync (pure): what a reconnect snapshot closes, adopts and protects."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from callcenter.pbx.freeswitch.message import EslEvent
+from callcenter.pbx.freeswitch.translate import FreeswitchTranslator, parse_table
+
+T0 = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
+A, B, C = (f"{n}0000000-0000-4000-8000-000000000000" for n in "abc")
+
+
+def create(uuid: str) -> EslEvent:
+    return EslEvent({"Event-Name": "CHANNEL_CREATE", "Unique-ID": uuid, "Call-Direction": "inbound",
+                     "Caller-Caller-ID-Number": "2125550123", "Caller-Destination-Number": "5550100",
+                     "Caller-Context": "callcenter_inbound"})
+
+
+def channels(*rows: dict[str, str]) -> str:
+    # FreeSWITCH's idle reply is {"row_count": 0} (with a space, no rows: api_replies)
+    return json.dumps({"row_count": len(rows), "rows": list(rows)}) if rows else '{"row_count": 0}'
+
+
+def test_calls_gone_while_away_end_and_new_ones_are_adopted() -> None:
+    t = FreeswitchTranslator("fs")
+    t.feed(create(A), T0)
+    t.feed(create(B), T0 + timedelta(seconds=5))  # seen after the snapshot was requested
+    row = {"uuid": C, "direction": "inbound", "initial_cid_num": "2125550199", "initial_dest": "5550199",
+           "initial_context": "callcenter_inbound", "callstate": "ACTIVE", "application": "park"}
+    out = t.resync(channels(row), at=T0 + timedelta(seconds=6), snapshot_at=T0 + timedelta(seconds=1))
+    got = [(e.type, e.call_id) for e in out]
+    assert got == [("call_ended", A), ("call_arrived", C), ("call_answered", C), ("controller_attached", C)]
+    assert out[0].to_dict()["hung_up_by"] == "unknown" and out[0].to_dict()["cause"] is None
+    assert out[1].to_dict()["did"] == "5550199"
+    assert sorted(t.live_calls()) == sorted([B, C]) and t.is_controlled(C)
+
+
+def test_a_destroyed_channel_is_not_revived_by_an_older_snapshot() -> None:
+    t = FreeswitchTranslator("fs")
+    t.feed(create(A), T0)
+    t.feed(EslEvent({"Event-Name": "CHANNEL_DESTROY", "Unique-ID": A}), T0)
+    assert t.resync(channels({"uuid": A, "direction": "inbound"}), at=T0) == []
+    assert t.resync(channels(), at=T0) == []
+
+
+def test_outbound_rows_are_not_calls_and_members_rejoin() -> None:
+    t = FreeswitchTranslator("fs")
+    t.feed(create(A), T0)
+    members = ("queue|instance_id|uuid|session_uuid|cid_number|cid_name|system_epoch|joined_epoch|rejoined_epoch|"
+               "bridge_epoch|abandoned_epoch|base_score|skill_score|serving_agent|serving_system|state|score\n"
+               f"sales@default|single_box|m-1|{A}|2125550123|Caller|1|2|0|0|0|2|0|||Waiting|3\n+OK\n")
+    agents = ("name|instance_id|uuid|type|contact|status|state\n"
+              "1001|single_box||callback|[leg_timeout=15]user/1001|On Break|Waiting\n+OK\n")
+    out = t.resync(channels({"uuid": A, "direction": "inbound"}, {"uuid": B, "direction": "outbound"}),
+                   at=T0, members=[members, "+OK\n"], agents=agents)
+    assert [(e.type, e.call_id) for e in out] == [
+        ("queue_joined", A), ("agent_pause_changed", None), ("agent_status_changed", None)
+    ]
+    assert t.queue_of(A) == "sales@default" and t.live_calls() == [A]
+
+
+def test_parse_table_without_domain_gives_no_rows() -> None:
+    # callcenter_config queue list members sales -> just +OK (the name needs @default)
+    assert parse_table("+OK\n") == []
+    assert parse_table("a|b\n1|2\n+OK\n") == [{"a": "1", "b": "2"}]
