@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 import inspect
 import logging
 import uuid as uuidlib
@@ -50,7 +49,9 @@ from typing import Any, Protocol
 from callcenter.domain.commands import CollectDigits, Command, Originate, StartSpy
 from callcenter.domain.events import CallEnded, DigitsCollected, Event, OriginateResult, PromptFinished
 from callcenter.pbx.freeswitch.actions import DEFAULT_NAMES, Api, DialplanNames, Execute, is_uuid, plan
+from callcenter.pbx.freeswitch.client import EslClient
 from callcenter.pbx.freeswitch.message import EslEvent, EslFrame
+from callcenter.pbx.freeswitch.trace import TraceWriter
 from callcenter.pbx.freeswitch.translate import FreeswitchTranslator, parse_table
 from callcenter.pbx.port import CommandResult, EventHandler
 
@@ -144,18 +145,14 @@ class FreeswitchAdapter:
         port: int,
         password: str,
         *,
-        record: Any = None,
+        record: TraceWriter | None = None,
         client_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> FreeswitchAdapter:
         """The adapter with a real ESL client (nothing connects before ``start()``)."""
-        # The socket client is only needed here: the adapter itself runs on anything with its API.
-        client_module = importlib.import_module("callcenter.pbx.freeswitch.client")
         # One clock for both: resync compares snapshot times with the client's event times.
         clock = options.pop("clock", _utcnow)
-        client: EslClientLike = client_module.EslClient(
-            host, port, password, name=name, record=record, clock=clock, **(client_options or {})
-        )
+        client = EslClient(host, port, password, name=name, record=record, clock=clock, **(client_options or {}))
         return cls(name, client, clock=clock, **options)
 
     # -- PbxPort ------------------------------------------------------------------------------
