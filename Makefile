@@ -6,6 +6,7 @@ BIN     = $(VENV)/bin
 .PHONY: setup test lint bench bench-smoke demo clean
 
 setup: $(BIN)/callcenter
+	@scripts/system-deps
 
 $(BIN)/callcenter: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -266,8 +266,11 @@ def _build_routing(settings: Settings, controller: Controller, database: Any) ->
     crm = CrmLookup(CustomerRepository(database.engine, default_region=settings.crm.default_region,
                                        pool=database.lookup_pool),
                     budget_ms=settings.crm.lookup_budget_ms, cache_size=settings.crm.cache_size)
+    from callcenter.api.metrics import ROUTING_LATENCY
+
     return RoutingService(controller, holder, crm, database.engine,
-                          pbx_types={p.name: p.type for p in settings.pbx}, region=settings.crm.default_region)
+                          pbx_types={p.name: p.type for p in settings.pbx}, region=settings.crm.default_region,
+                          observe_latency=ROUTING_LATENCY.observe)
 
 
 async def _start_http(settings: Settings, database: Any, controller: Controller, routing: Any) -> Any:

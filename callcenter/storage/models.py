@@ -319,3 +319,60 @@ class AuditLog(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     result: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'pending'"))
     __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+
+# --- API: scopes, overflow groups, forwarding, webhooks (migration 0003) -------------------
+
+
+class TeamQueue(Base):
+    """Queues a team owns: its supervisors act on the calls waiting there (API scope)."""
+
+    __tablename__ = "team_queues"
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    queue: Mapped[str] = mapped_column(Text, primary_key=True, index=True)
+
+
+class AgentGroup(Base):
+    """A named group of agents a supervisor adds to a queue as overflow helpers."""
+
+    __tablename__ = "agent_groups"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    penalty: Mapped[int] = mapped_column(
+        Integer, nullable=False, server_default=text("0"),
+        comment="queue member penalty of the members when added as overflow",
+    )
+    created_at: Mapped[datetime] = _now()
+
+
+class AgentGroupMember(Base):
+    __tablename__ = "agent_group_members"
+    group_id: Mapped[int] = mapped_column(ForeignKey("agent_groups.id", ondelete="CASCADE"), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class AgentForward(Base):
+    """An agent forwarded to ``agents.mobile``: the queue member standing for the mobile and the
+    queues it was added to."""
+
+    __tablename__ = "agent_forwards"
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    interface: Mapped[str | None] = mapped_column(Text, comment="queue member standing for the mobile")
+    queues: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, server_default=text("'{}'::text[]"),
+        comment="pbx/queue pairs the interface was added to",
+    )
+    updated_at: Mapped[datetime] = _now()
+
+
+class Webhook(Base):
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    secret: Mapped[str] = mapped_column(Text, nullable=False, comment="HMAC-SHA256 key of the signature header")
+    kinds: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, server_default=text("'{screen_pop,call_ended}'::text[]")
+    )
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    created_at: Mapped[datetime] = _now()
