@@ -62,8 +62,8 @@ def test_example_file_is_valid_without_warnings() -> None:
 
 def test_example_queue_names_match_the_asterisk_sample() -> None:
     sample = set(re.findall(r"^\[([a-z][a-z0-9_-]*)\]\(cc-template\)", QUEUES_CONF.read_text(), re.M))
-    assert sample == {"sales", "support", "vip"}
     rs = load_rules(EXAMPLE)
+    assert sample == set(rs.queues)  # every queue the example rules route to exists in the sample
     for name in sample:
         assert name in rs.queues
         assert rs.queues[name].pbx_name(name, "asterisk-1", "asterisk") == name
