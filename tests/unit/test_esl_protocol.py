@@ -70,8 +70,8 @@ def reference_frame(data: bytes) -> tuple[dict[str, str], bytes]:
     return headers, rest
 
 
-def feed_in_pieces(data: bytes, cuts: list[int], **kw: bool) -> tuple[list[EslFrame], EslParser]:
-    parser = EslParser(**kw)
+def feed_in_pieces(data: bytes, cuts: list[int], *, keep_raw: bool = False) -> tuple[list[EslFrame], EslParser]:
+    parser = EslParser(keep_raw=keep_raw)
     out: list[EslFrame] = []
     prev = 0
     for cut in [*sorted(set(cuts)), len(data)]:
@@ -205,6 +205,45 @@ def test_arbitrary_read_boundaries_give_the_same_frames(path: Path, data: st.Dat
     pieces, parser = feed_in_pieces(raw, cuts)
     assert pieces == whole
     assert parser.pending == b""
+
+
+@pytest.mark.parametrize("path", [PLAIN_TWIN, JSON_TWIN, FIXTURES / "sendmsg_ivr.esl.txt"], ids=ids)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_feed_events_equals_feed_then_decode(path: Path, data: st.DataObject) -> None:
+    # The client's fast path (events decoded straight from the read buffer) must give exactly
+    # what the frame path gives, whatever the read boundaries.
+    raw = stream(path)
+    frames = EslParser().feed(raw)
+    expected: list[object] = [
+        decode_event(f, lazy=False) if f.content_type.startswith("text/event-") else f for f in frames
+    ]
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=40))))
+    parser = EslParser()
+    got: list[object] = []
+    prev = 0
+    for cut in [*cuts, len(raw)]:
+        got.extend(parser.feed_events(raw[prev:cut]))
+        prev = cut
+    assert got == expected
+    assert all(isinstance(g, EslEvent) == isinstance(e, EslEvent) for g, e in zip(got, expected, strict=True))
+    assert parser.pending == b"" and parser.decode_errors == 0 and parser.malformed == 0
+
+
+def test_feed_events_counts_bad_bytes_and_skips_non_events() -> None:
+    bad_utf8 = b'{"Event-Name":"CUSTOM","Caller-Caller-ID-Name":"\xff\xfe"}'
+    not_json = b"[1, 2]"
+    raw = b"".join(
+        b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(body) + body
+        for body in (bad_utf8, not_json, b'{"Event-Name":"HEARTBEAT"}')
+    )
+    reported: list[tuple[bytes, str]] = []
+    parser = EslParser(on_malformed=lambda data, why: reported.append((data, why)))
+    items = parser.feed_events(raw)
+    assert [i.name for i in items if isinstance(i, EslEvent)] == ["CUSTOM", "HEARTBEAT"]
+    assert items[0]["Caller-Caller-ID-Name"] == "\ufffd\ufffd"  # type: ignore[index]
+    assert parser.decode_errors == 1 and parser.malformed == 1
+    assert reported and reported[0][0] == not_json
 
 
 def test_tiny_reads_give_the_same_frames() -> None:
@@ -355,6 +394,8 @@ def test_plain_and_json_runs_of_one_call_give_the_same_header_values() -> None:
     for p, j in pairs:
         assert list(p.headers) == list(j.headers), p.name
         assert (p.body is None) == (j.body is None)
+        assert list(p.repeated) == list(j.repeated), p.name  # cJSON keeps duplicate keys too
+        assert [k for k, _ in p.items()] == [k for k, _ in j.items()]
         for key, value in p.headers.items():
             other = j.headers[key]
             if value == other:
@@ -373,6 +414,22 @@ def test_array_headers_are_the_same_in_both_formats() -> None:
         history = next(e for e in events_of(path) if (e.get("variable_transfer_history") or "").startswith("ARRAY::"))
         items = history.get_all("variable_transfer_history")
         assert len(items) == 2 and ":bl_xfer:queue_1/public/XML" in items[0]
+
+
+def test_repeated_headers_last_value_wins() -> None:
+    # park_controller_flow: uuid_broadcast's COMMAND event re-delivered as PRIVATE_COMMAND carries
+    # the standard block twice; the last one describes the delivered event.
+    events = events_of(FIXTURES / "park_controller_flow.esl.txt")
+    redelivered = next(e for e in events if len(e.get_all("Event-Name")) == 2)
+    assert redelivered.get_all("Event-Name") == ("COMMAND", "PRIVATE_COMMAND")
+    assert redelivered.name == "PRIVATE_COMMAND" and redelivered["Event-Name"] == "PRIVATE_COMMAND"
+    assert redelivered.headers["Event-Sequence"] == redelivered.get_all("Event-Sequence")[-1]
+    eager = decode_event(EslFrame({"Content-Type": "text/event-plain"}, (redelivered.text or "").encode()), lazy=False)
+    assert eager.name == "PRIVATE_COMMAND" and eager.repeated == redelivered.repeated
+    codec = next(e for e in events_of(JSON_TWIN) if e.name == "CODEC" and e.repeated)
+    assert codec.get_all("Channel-Write-Codec-Name") == ("PCMU", "PCMU")
+    names = [k for k, _ in codec.items()]
+    assert names.count("Channel-Write-Codec-Name") == 2
 
 
 def test_json_custom_events_start_with_the_subclass() -> None:

@@ -89,11 +89,12 @@ _NEEDLES: dict[str, tuple[str, str, int]] = {}
 
 
 def _plain_needles(key: str) -> tuple[str, str, int]:
-    """``("Key: ", "\\nKey: ", len("Key: "))``, cached for the keys code asks for."""
+    """``("Key: ", '"Key":', len("Key: "))``: the plain and JSON needles, cached for the keys
+    code asks for. Without the leading separator on purpose: CPython's reverse search skips by
+    the needle's first character, and a line feed or quote occurs every few dozen characters."""
     found = _NEEDLES.get(key)
     if found is None:
-        head = key + ": "
-        found = (head, "\n" + head, len(head))
+        found = (key + ": ", key + '":', len(key) + 2)
         if len(_NEEDLES) < 4096:  # keys come from code, but never let odd input grow it
             _NEEDLES[key] = found
     return found
@@ -213,17 +214,17 @@ class EslEvent:
 
         Not a search for "\n\n": that two-character needle matches at every line end and costs
         ~17 us on a 12 KB CHANNEL_ANSWER. An event has a body only with an inner
-        ``Content-Length`` header, which FreeSWITCH writes last; header values never contain a
-        raw LF (URL-encoded), so the first "\nContent-Length: " is that header. Without it the
-        event ends with the blank line.
+        ``Content-Length`` header, which FreeSWITCH writes last; header values never contain
+        ": " (URL-encoded), so the first "Content-Length: " at a line start is that header.
+        Without it the event ends with the blank line.
         """
         hend = self._hend
         if hend >= 0:
             return hend
         text: str = self._text  # type: ignore[assignment]
-        i = text.find("\nContent-Length: ")
-        if i < 0 and text.startswith("Content-Length: "):
-            i = 0
+        i = text.find("Content-Length: ")
+        while i > 0 and text[i - 1] != "\n":
+            i = text.find("Content-Length: ", i + 1)  # a longer name ending in Content-Length
         if i >= 0:
             hend = text.find("\n\n", i)
         elif text.endswith("\n\n"):
@@ -237,18 +238,17 @@ class EslEvent:
 
     def _plain_get(self, key: str) -> str | None:
         text: str = self._text  # type: ignore[assignment]
-        head, mid, n = _NEEDLES.get(key) or _plain_needles(key)
+        needle, _, n = _NEEDLES.get(key) or _plain_needles(key)
         hend = self._hend if self._hend >= 0 else self._header_end()
-        # The last occurrence (see the class doc), and only inside the header block: the
-        # event's own body after the blank line may contain anything, e.g. "Unique-ID: " in an
-        # api result.
-        i = text.rfind(mid, 0, hend)
-        if i >= 0:
-            start = i + n + 1
-        elif text.startswith(head):
-            start = n
-        else:
+        # The last occurrence (see the class doc), at a line start (not the tail of a longer
+        # name: Caller-Unique-ID ends with Unique-ID), and only inside the header block: the
+        # event's own body may contain anything, e.g. "Unique-ID: " in an api result.
+        i = text.rfind(needle, 0, hend)
+        while i > 0 and text[i - 1] != "\n":
+            i = text.rfind(needle, 0, i)
+        if i < 0:
             return None
+        start = i + n
         end = text.find("\n", start)
         value = text[start:] if end < 0 else text[start:end]
         return url_decode(value) if "%" in value else value
@@ -257,13 +257,15 @@ class EslEvent:
         text: str = self._text  # type: ignore[assignment]
         if '"' in key or "\\" in key:
             return self.headers.get(key)
-        # In valid JSON a quote inside a string is escaped, so '"Key":' can only be a key of
-        # the (flat) object, never part of a value.
-        needle = '"' + key + '":'
-        i = text.rfind(needle)  # the last one, as json.loads keeps for a duplicate key
-        if i < 0:
+        _, needle, n = _NEEDLES.get(key) or _plain_needles(key)
+        # In valid JSON a quote inside a string is escaped, so 'Key":' right after a quote can
+        # only be a key of the (flat) object; the last one, as json.loads keeps for duplicates.
+        i = text.rfind(needle)
+        while i > 0 and text[i - 1] != '"':
+            i = text.rfind(needle, 0, i)
+        if i <= 0:
             return None
-        start = i + len(needle)
+        start = i + n
         if text.startswith('"', start):
             end = text.find('"', start + 1)
             if end > 0:
@@ -416,8 +418,22 @@ class EslEvent:
         h = self._h
         if h is not None:
             return h.get(key, default)
-        value = self._plain_get(key) if self._fmt == _PLAIN else self._json_get(key)
-        return default if value is None else value
+        if self._fmt != _PLAIN:
+            value = self._json_get(key)
+            return default if value is None else value
+        # _plain_get inlined: this is what translators call for every field they read.
+        text: str = self._text  # type: ignore[assignment]
+        needle, _, n = _NEEDLES.get(key) or _plain_needles(key)
+        hend = self._hend if self._hend >= 0 else self._header_end()
+        i = text.rfind(needle, 0, hend)
+        while i > 0 and text[i - 1] != "\n":
+            i = text.rfind(needle, 0, i)
+        if i < 0:
+            return default
+        start = i + n
+        end = text.find("\n", start)
+        value = text[start:] if end < 0 else text[start:end]
+        return url_decode(value) if "%" in value else value
 
     def items(self) -> list[tuple[str, str]]:
         """Every header line in wire order, repeated names included (what re-rendering needs)."""

@@ -41,7 +41,7 @@ command as its body).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from callcenter.pbx.freeswitch.message import EslDecodeError, EslEvent, EslFrame
 
@@ -79,11 +79,10 @@ CT_DISCONNECT_NOTICE = "text/disconnect-notice"
 CT_RUDE_REJECTION = "text/rude-rejection"  # inbound ACL refused us (mod_event_socket)
 
 _MAX_HEAD = 64 * 1024
-_EVENT_TYPE_NAMES = {
-    b"Content-Type: " + CT_EVENT_JSON.encode(): CT_EVENT_JSON,
-    b"Content-Type: " + CT_EVENT_PLAIN.encode(): CT_EVENT_PLAIN,
-}
-_EVENT_TYPES = tuple(b"\n" + k for k in _EVENT_TYPE_NAMES)
+_JSON_LINE = b"Content-Type: text/event-json\n\n"
+_PLAIN_LINE = b"Content-Type: text/event-plain\n\n"
+_from_json = EslEvent.from_json
+_from_plain = EslEvent.from_plain
 _new = object.__new__
 _set = object.__setattr__
 
@@ -106,7 +105,14 @@ class EslParser:
     for what it reads is 10 MB; its replies can be bigger, e.g. ``show channels``).
     """
 
-    def __init__(self, *, commands: bool = False, keep_raw: bool = False, max_frame_size: int = 256 << 20) -> None:
+    def __init__(
+        self,
+        *,
+        commands: bool = False,
+        keep_raw: bool = False,
+        max_frame_size: int = 256 << 20,
+        on_malformed: Callable[[bytes, str], None] | None = None,
+    ) -> None:
         self._buf = b""
         self._chunks: list[bytes] = []  # a body still arriving: its message start + later reads
         self._have = 0
@@ -114,8 +120,11 @@ class EslParser:
         self._commands = commands
         self._keep_raw = keep_raw
         self._max = max_frame_size
+        self._on_malformed = on_malformed
         self.frames = 0
         self.bytes_in = 0
+        self.decode_errors = 0  # feed_events: bodies that were not valid UTF-8 (U+FFFD used)
+        self.malformed = 0  # feed_events: event bodies that could not be decoded (skipped)
 
     @property
     def pending(self) -> bytes:
@@ -125,28 +134,95 @@ class EslParser:
         return self._buf
 
     def feed(self, data: bytes) -> list[EslFrame]:
+        """Every complete message in ``data`` (and what came before) as an ``EslFrame``."""
+        return self._feed(data, False)  # type: ignore[return-value]
+
+    def feed_events(self, data: bytes) -> list[EslFrame | EslEvent]:
+        """Like ``feed``, but event messages come back as lazy ``EslEvent`` (decoded straight
+        from the read buffer, no ``EslFrame`` in between): the client's hot path. Undecodable
+        bytes become U+FFFD (``decode_errors``); a body that is no event at all is skipped and
+        reported to ``on_malformed`` (``malformed``). With ``keep_raw`` use ``feed``."""
+        return self._feed(data, True)
+
+    def _feed(self, data: bytes, events: bool) -> list[EslFrame | EslEvent]:
         self.bytes_in += len(data)
+        out: list[EslFrame | EslEvent] = []
         if self._want:
-            # A body we already know the size of: collect reads until it is complete.
+            # A body we already know the size of: collect reads until it is complete, then
+            # parse that one message and go on in this read *in place* (no re-copy of it).
             self._chunks.append(data)
             self._have += len(data)
             if self._have < self._want:
-                return []
-            buf = b"".join(self._chunks)
+                return out
+            need = len(data) - (self._have - self._want)
+            chunks = self._chunks
+            chunks[-1] = data[:need]
             self._chunks = []
             self._want = self._have = 0
+            self._scan(b"".join(chunks), 0, out, events)
+            buf, pos = data, need
         elif self._buf:
-            buf = self._buf + data
+            buf, pos = self._buf + data, 0  # the rest of a header block: small
+            self._buf = b""
         else:
-            buf = data
-        out: list[EslFrame] = []
+            buf, pos = data, 0
+        self._scan(buf, pos, out, events)
+        self.frames += len(out)
+        return out
+
+    def _scan(self, buf: bytes, pos: int, out: list[EslFrame | EslEvent], events: bool) -> None:
         append = out.append
         find = buf.find
+        startswith = buf.startswith
         keep_raw = self._keep_raw
         commands = self._commands
+        view = memoryview(buf) if events else None
         n = len(buf)
-        pos = 0
         while pos < n:
+            if not commands and startswith(b"Content-Length: ", pos):
+                # Every event envelope is exactly "Content-Length: %d\nContent-Type:
+                # text/event-%s\n\n" (mod_event_socket): read it in place, no header parse.
+                nl = find(b"\n", pos + 16)
+                if nl > 0:
+                    if startswith(_JSON_LINE, nl + 1):
+                        start = nl + 1 + len(_JSON_LINE)
+                        ctype = CT_EVENT_JSON
+                    elif startswith(_PLAIN_LINE, nl + 1):
+                        start = nl + 1 + len(_PLAIN_LINE)
+                        ctype = CT_EVENT_PLAIN
+                    else:
+                        start = 0
+                    if start:
+                        digits = buf[pos + 16 : nl]
+                        if not digits.isdigit():
+                            raise EslProtocolError(f"bad Content-Length {digits!r}")
+                        clen = int(digits)
+                        if clen > self._max:
+                            raise EslProtocolError(f"Content-Length {clen} exceeds the limit of {self._max} bytes")
+                        stop = start + clen
+                        if stop > n:
+                            self._wait(buf, pos, stop)
+                            return
+                        if view is not None:
+                            try:
+                                text = str(view[start:stop], "utf-8")
+                            except UnicodeDecodeError:
+                                self.decode_errors += 1
+                                text = str(view[start:stop], "utf-8", "replace")
+                            try:
+                                append(_from_json(text) if ctype is CT_EVENT_JSON else _from_plain(text))
+                            except EslDecodeError as exc:
+                                self.malformed += 1
+                                if self._on_malformed is not None:
+                                    self._on_malformed(buf[start : min(stop, start + 200)], str(exc))
+                        else:
+                            frame = _new(EslFrame)
+                            _set(frame, "headers", {"Content-Length": digits.decode(), "Content-Type": ctype})
+                            _set(frame, "body", buf[start:stop])
+                            _set(frame, "raw", buf[pos:stop] if keep_raw else b"")
+                            append(frame)
+                        pos = stop
+                        continue
             end = find(b"\n\n", pos)
             if end < 0:
                 if n - pos > _MAX_HEAD:
@@ -160,15 +236,6 @@ class EslParser:
             head = buf[pos:end]
             if commands:
                 headers, clen = _command_head(head)
-            elif head.startswith(b"Content-Length: ") and head.endswith(_EVENT_TYPES):
-                # Every event envelope is exactly these two lines (mod_event_socket writes
-                # "Content-Length: %d\nContent-Type: text/event-%s\n\n"): skip the generic parse.
-                nl = head.find(b"\n", 16)
-                digits = head[16:nl]
-                if not digits.isdigit():
-                    raise EslProtocolError(f"bad Content-Length {digits!r}")
-                clen = int(digits)
-                headers = {"Content-Length": digits.decode(), "Content-Type": _EVENT_TYPE_NAMES[head[nl + 1 :]]}
             else:
                 headers, clen = _head(head)
             if clen:
@@ -176,13 +243,8 @@ class EslParser:
                     raise EslProtocolError(f"Content-Length {clen} exceeds the limit of {self._max} bytes")
                 stop = end + 2 + clen
                 if stop > n:
-                    # Incomplete body: keep the whole message and wait for the rest.
-                    self._chunks = [buf[pos:]]
-                    self._have = n - pos
-                    self._want = stop - pos
-                    self._buf = b""
-                    self.frames += len(out)
-                    return out
+                    self._wait(buf, pos, stop)
+                    return
                 body = buf[end + 2 : stop]
             else:
                 stop = end + 2
@@ -193,9 +255,15 @@ class EslParser:
             _set(frame, "raw", buf[pos:stop] if keep_raw else b"")
             append(frame)
             pos = stop
-        self._buf = buf[pos:] if pos < n else b""
-        self.frames += len(out)
-        return out
+        if pos < n:
+            self._buf = buf[pos:]
+
+    def _wait(self, buf: bytes, pos: int, stop: int) -> None:
+        """Incomplete body: keep the message so far and how long it will be."""
+        self._chunks = [buf[pos:]]
+        self._have = len(buf) - pos
+        self._want = stop - pos
+        self._buf = b""
 
 
 def _content_length(value: str) -> int:
