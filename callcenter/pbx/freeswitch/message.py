@@ -85,6 +85,7 @@ _ARRAY = "ARRAY::"
 _ARRAY_SEP = "|:"
 _scan_json = json.JSONDecoder().raw_decode
 _new = object.__new__
+_MISSING: Any = object()
 _NEEDLES: dict[str, tuple[str, str, int]] = {}
 
 
@@ -164,7 +165,7 @@ class EslEvent:
     Arrays are one header with an ``ARRAY::`` value, see ``get_all``.
     """
 
-    __slots__ = ("_body", "_fmt", "_h", "_hend", "_name", "_r", "_text")
+    __slots__ = ("_body", "_fmt", "_h", "_hend", "_memo", "_name", "_r", "_text")
 
     def __init__(
         self,
@@ -178,6 +179,7 @@ class EslEvent:
         self._text: str | None = None
         self._fmt = 0
         self._hend = 0
+        self._memo: dict[str, str | None] | None = None
         self._name: str | None = headers.get("Event-Name")
 
     # -- construction from the wire -----------------------------------------------------------
@@ -186,7 +188,7 @@ class EslEvent:
         """A lazy event over a ``text/event-plain`` body (``Key: url-encoded value`` lines, a
         blank line, then the event's own body if it has a ``Content-Length``)."""
         ev = _new(cls)
-        ev._h = ev._r = ev._body = ev._name = None
+        ev._h = ev._r = ev._body = ev._name = ev._memo = None
         ev._text = text
         ev._fmt = _PLAIN
         ev._hend = -1  # end of the header block: found on demand (see _header_end)
@@ -197,7 +199,7 @@ class EslEvent:
         """A lazy event over a ``text/event-json`` body (one flat object in cJSON's compact
         form ``{"Key":"value",...}``; CUSTOM events start with Event-Subclass)."""
         ev = _new(cls)
-        ev._h = ev._r = ev._body = ev._name = None
+        ev._h = ev._r = ev._body = ev._name = ev._memo = None
         ev._text = text
         ev._fmt = _JSON
         ev._hend = 0
@@ -418,8 +420,18 @@ class EslEvent:
         h = self._h
         if h is not None:
             return h.get(key, default)
+        # Each lookup is a search of the whole event; a translator reads some headers more than
+        # once per event (14 % of its lookups on the captures): remember the answers.
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        else:
+            found = memo.get(key, _MISSING)
+            if found is not _MISSING:
+                return default if found is None else found  # type: ignore[return-value]
         if self._fmt != _PLAIN:
             value = self._json_get(key)
+            memo[key] = value
             return default if value is None else value
         # _plain_get inlined: this is what translators call for every field they read.
         text: str = self._text  # type: ignore[assignment]
@@ -429,11 +441,15 @@ class EslEvent:
         while i > 0 and text[i - 1] != "\n":
             i = text.rfind(needle, 0, i)
         if i < 0:
+            memo[key] = None
             return default
         start = i + n
         end = text.find("\n", start)
         value = text[start:] if end < 0 else text[start:end]
-        return url_decode(value) if "%" in value else value
+        if "%" in value:
+            value = url_decode(value)
+        memo[key] = value
+        return value
 
     def items(self) -> list[tuple[str, str]]:
         """Every header line in wire order, repeated names included (what re-rendering needs)."""
