@@ -7,7 +7,7 @@ hang-up, ``command/reply`` with ``Reply-Text``, ``api/response`` with the output
 (``-ERR <cmd> Command not found!``), ``bgapi`` answered ``+OK Job-UUID: <id>`` plus a
 ``Job-UUID`` header and later a BACKGROUND_JOB event, plain (URL-encoded like
 ``switch_url_encode``) or JSON (cJSON compact) events, ``filter`` as an allow list, HEARTBEAT,
-``exit`` with ``+OK bye`` and the "See you at ClueCon!" notice - so the client is tested against
+``exit`` with ``+OK bye`` and the "Disconnected, goodbye." notice - so the client is tested against
 the real shapes, not our idea of them.
 
 Structure, so it can grow into a FreeSWITCH simulator:
@@ -71,7 +71,9 @@ ApiHandler = Callable[["EslSession", str | None], Awaitable[str] | str]
 CommandHandler = Callable[["EslSession", EslFrame], Awaitable[None] | None]
 Fields = Sequence[tuple[str, str]] | Mapping[str, str]
 
-GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+# mod_event_socket's goodbye (exit, failed auth, shutdown). The real one ends with the
+# project's web address after "ClueCon!", left out here; clients only see "Disconnected".
+GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon!\n"
 ACL_REJECTION = "Access Denied, go away.\n"
 VERSION = "1.10.12-release~64bit"
 
