@@ -96,8 +96,10 @@ def _serve(n_events: int, conn: Connection) -> None:
     used = used_events(events)
     # "used" streams the same calls as "json" (same repetitions), minus the ignored events.
     captures = {fmt: Capture(events, fmt, n_events) for fmt in ("plain", "json")}
-    reps = -(-n_events // len(events))
-    captures["used"] = Capture(used, "json", len(used) * reps)
+    full, rest = divmod(n_events, len(events))
+    ignored = set(IGNORED_EVENTS)
+    n_used = full * len(used) + sum(1 for e in events[:rest] if e.name not in ignored)
+    captures["used"] = Capture(used, "json", n_used)
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         parser = EslParser(commands=True)
@@ -263,12 +265,18 @@ def main() -> None:
         print(f"  sans-I/O floor, {fmt:<5} (framing + lazy decode + name)  {rate:>10,.0f} events/s")
     results: dict[str, float] = {}
 
+    cpu_results: dict[str, float] = {}
+
     def report(label: str, run: Callable[[], Any]) -> None:
         wall, cpu, produced, note = asyncio.run(run())
         rate = n / wall
         results[label] = rate
+        cpu_results[label] = n / cpu
         extra = f", {produced:,} domain events" if produced else ""
-        print(f"  {label:<44} {wall:7.2f} s  {rate:>10,.0f} events/s  (cpu {cpu:.2f} s{extra}; {note})")
+        print(
+            f"  {label:<40} {wall:6.2f} s {rate:>9,.0f} events/s wall, {n / cpu:>9,.0f} per client CPU-s"
+            f"  ({note}{extra})"
+        )
 
     try:
         for fmt in formats:
@@ -284,12 +292,12 @@ def main() -> None:
             names = sorted({e.name for e in used_events(events)})
             plain_names = [x for x in names if x != "CUSTOM"]
             subs = (*plain_names, "CUSTOM", "callcenter::info")
-            wall, cpu, produced, note = asyncio.run(run_ours(port, n_used, "json", True, subs))
+            wall, cpu, produced, _ = asyncio.run(run_ours(port, n_used, "json", True, subs))
             share = n_used / n
             print(
-                f"  json + translator, subscribed to the {len(names)} event names it uses: {n_used:,} events "
-                f"({share:.0%} of the stream) in {wall:.2f} s = {n_used / wall:,.0f} events/s, i.e. the calls of "
-                f"{n / wall:,.0f} ALL-subscription events/s (cpu {cpu:.2f} s, {produced:,} domain events; {note})"
+                f"  info: json + translator subscribed to the {len(names)} event names it uses: {n_used:,} events "
+                f"({share:.0%} of the stream, the same calls) in {wall:.2f} s; the calls of {n / wall:,.0f} "
+                f"ALL-events/s wall, {n / cpu:,.0f} per client CPU-s ({produced:,} domain events)"
             )
         else:
             print("  (FreeswitchTranslator not available: client-only figures)")
@@ -297,13 +305,17 @@ def main() -> None:
         parent.send("stop")
         proc.join(5)
 
-    full = {k: v for k, v in results.items() if "Translator" in k}
-    best_label, best = max((full or results).items(), key=lambda kv: kv[1])
-    verdict = "meets" if best >= 50_000 else "BELOW"
-    print(
-        f"target >= 50,000 events/s (client + normalisation, one core, ALL events): {verdict} "
-        f"(best: {best_label}, {best:,.0f}/s)"
-    )
+    # Wall time includes waiting for the server process and whatever else shares the machine;
+    # client CPU time is what one core spent. Both are shown; the verdict names both.
+    full = [k for k in results if "Translator" in k] or list(results)
+    best_wall = max(full, key=lambda k: results[k])
+    best_cpu = max(full, key=lambda k: cpu_results[k])
+    for kind, label, rate in (("wall", best_wall, results[best_wall]), ("client CPU", best_cpu, cpu_results[best_cpu])):
+        verdict = "meets" if rate >= 50_000 else "BELOW"
+        print(
+            f"target >= 50,000 events/s (client + normalisation, one core, ALL events), by {kind}: {verdict} "
+            f"({label}, {rate:,.0f}/s)"
+        )
 
 
 if __name__ == "__main__":
