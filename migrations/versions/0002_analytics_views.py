@@ -226,7 +226,7 @@ WITH p AS (
            lag(COALESCE(e.reason, '')) OVER w AS prev_reason
       FROM agent_state_events e
      WHERE e.kind = 'pause' AND e.paused IS NOT NULL
-    WINDOW w AS (PARTITION BY e.agent ORDER BY e.at, e.event_key)
+    WINDOW w AS (PARTITION BY e.agent ORDER BY e.at)
 ), changes AS (
     SELECT p.agent, p.at, p.paused, p.reason FROM p
      WHERE p.prev_paused IS NULL OR p.paused <> p.prev_paused OR (p.paused AND p.reason <> p.prev_reason)
@@ -269,7 +269,7 @@ WITH steps AS (
            lead(e.at) OVER w AS next_at
       FROM agent_state_events e
      WHERE e.kind = 'pause' AND e.paused IS NOT NULL
-    WINDOW w AS (PARTITION BY e.agent ORDER BY e.at, e.event_key)
+    WINDOW w AS (PARTITION BY e.agent ORDER BY e.at)
 ), by_reason AS (
     SELECT (p.at AT TIME ZONE 'UTC')::date AS day, p.agent, COALESCE(NULLIF(p.reason, ''), '(none)') AS reason,
            count(*) FILTER (WHERE p.prev_paused IS NOT TRUE OR p.reason <> p.prev_reason) AS n,
@@ -279,7 +279,7 @@ WITH steps AS (
      GROUP BY 1, 2, 3
 ), pauses AS (
     SELECT r.day, r.agent, sum(r.n)::bigint AS pauses, sum(r.secs) AS paused_s,
-           jsonb_object_agg(r.reason, round(r.secs::numeric, 1) ORDER BY r.reason) AS pause_by_reason
+           jsonb_object_agg(r.reason, round(r.secs::numeric, 1)) AS pause_by_reason
       FROM by_reason r GROUP BY 1, 2
 )
 SELECT
