@@ -287,6 +287,7 @@ class Recorder:
         self._conn: asyncpg.Connection | None = None
         self._backlog = False
         self._task: asyncio.Task[None] | None = None
+        self._inflight = 0  # rows taken from _pending and not yet journaled + written (or failed)
         self._closing = False
         self._seg_seq = 0
 
@@ -319,7 +320,7 @@ class Recorder:
 
     @property
     def backlog_rows(self) -> int:
-        return sum(s.rows - s.committed for s in self._segments) + len(self._pending)
+        return sum(s.rows - s.committed for s in self._segments) + len(self._pending) + self._inflight
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -366,7 +367,7 @@ class Recorder:
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until everything submitted so far is in the database (tests, shutdown)."""
         deadline = time.monotonic() + timeout
-        while self._pending or self._backlog or any(s.committed < s.rows for s in self._segments):
+        while self._pending or self._inflight or self._backlog or any(s.committed < s.rows for s in self._segments):
             self._wake.set()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"recorder backlog not drained: {self.backlog_rows} rows")
@@ -374,7 +375,11 @@ class Recorder:
 
     # -- internals --------------------------------------------------------------------------------
     def _take(self) -> list[tuple[str, tuple[Any, ...]]]:
-        batch, self._pending = self._pending, []
+        # At most one batch: a burst (a restart's resync, a busy hour) becomes several COPYs of
+        # bounded size and time, never one that outlasts db_timeout.
+        batch = self._pending[: self.batch_size]
+        del self._pending[: self.batch_size]
+        self._inflight = len(batch)
         return batch
 
     def _open_segment(self) -> None:
@@ -392,11 +397,11 @@ class Recorder:
 
     async def _journal(self, batch: list[tuple[str, tuple[Any, ...]]]) -> _Segment:
         assert self._current is not None
-        text = "".join(_encode_line(t, r) + "\n" for t, r in batch)
         fh = self._fh
 
         def write() -> None:
-            fh.write(text)
+            # encoded in the worker thread too: a large batch must not stall the event loop
+            fh.write("".join(_encode_line(t, r) + "\n" for t, r in batch))
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -476,8 +481,10 @@ class Recorder:
                     # and try again; this is loud because it is the last line of defence.
                     log.critical("recorder: cannot write the journal in %s: %s", self.journal_dir, exc)
                     self._pending[:0] = batch
+                    self._inflight = 0
                     await asyncio.sleep(delay)
                     continue
+                self._inflight = 0  # journaled: from now on the segment counters account for it
                 if not self._backlog:
                     try:
                         await self._write(batch)

@@ -190,3 +190,25 @@ async def test_every_call_of_a_customer_becomes_an_interaction_once(db_dsn, tmp_
         ("i1", "answered", aid, "answered in sales"),
         ("i2", "abandoned", None, "hung up in queue at sales"),
     ]
+
+
+async def test_drain_waits_for_the_batch_in_flight(db_dsn, tmp_path, monkeypatch) -> None:
+    """A batch taken from the queue but still being journaled is neither pending nor in a
+    segment: drain() must still wait for it (it used to return early)."""
+    import callcenter.storage.recorder as recmod
+
+    real_fsync = recmod.os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        import time
+
+        time.sleep(0.1)  # a slow disk: the batch stays in flight for a while
+        real_fsync(fd)
+
+    monkeypatch.setattr(recmod.os, "fsync", slow_fsync)
+    r = recorder(db_dsn, tmp_path, batch_size=500)
+    await r.start()
+    r.submit_records([rec(f"burst-{n}", i) for n in range(300) for i in range(1, 11)], pbx="ast1")
+    await r.drain()
+    assert await count(db_dsn, "SELECT count(*) FROM call_events") == 3000  # no waiting after drain()
+    await r.close()
