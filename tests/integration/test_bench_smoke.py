@@ -15,6 +15,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 SMOKE = {
     "ami_ingest.py": ["--events", "20000"],
+    "esl_ingest.py": ["--events", "10000"],
     "crm_import.py": ["--rows", "5000"],
     "recorder.py": ["--events", "5000", "--outage", "2", "--rate", "500"],
     "routing_latency.py": ["--customers", "5000", "--rate", "20", "--seconds", "2"],
