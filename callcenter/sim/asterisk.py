@@ -133,6 +133,7 @@ APP_NAMES = {
         "Wait",
         "Dial",
         "VoiceMail",
+        "UserEvent",
     )
 }
 
@@ -1016,6 +1017,7 @@ class AsteriskSim(FakeAmiServer):
             "wait": self._app_wait,
             "dial": self._app_dial,
             "voicemail": self._app_voicemail,
+            "userevent": self._app_userevent,
         }
 
     def _newexten(self, ch: SimChannel, app: str, data: str) -> None:
@@ -1044,6 +1046,17 @@ class AsteriskSim(FakeAmiServer):
     # -- applications ---------------------------------------------------------------------------
     async def _app_noop(self, ch: SimChannel, data: str) -> None:
         return None
+
+    async def _app_userevent(self, ch: SimChannel, data: str) -> None:
+        # app_userevent: UserEvent(name[,Key: value,...]) -> Event: UserEvent with those headers
+        # (the callback dialplan reports the customer leg's DIALSTATUS this way).
+        name, *pairs = [p.strip() for p in data.split(",")]
+        fields = [("UserEvent", name)]
+        for pair in pairs:
+            key, _, value = pair.partition(":")
+            if key.strip():
+                fields.append((key.strip(), value.strip()))
+        self.emit("UserEvent", fields, channel=ch)
 
     async def _app_wait(self, ch: SimChannel, data: str) -> None:
         await self.kernel.sleep(_float(data))
