@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -273,6 +273,24 @@ def _build_routing(settings: Settings, controller: Controller, database: Any) ->
                           observe_latency=ROUTING_LATENCY.observe)
 
 
+def _start_callbacks(settings: Settings, controller: Controller, database: Any,
+                     adapters: Sequence[tuple[PbxPort, str]]) -> list[Any]:
+    """The callback dispatcher per Asterisk PBX the controller drives: requests live in
+    PostgreSQL (from the IVR, rules or the API) and are dispatched agent first."""
+    from callcenter.callbacks.service import CallbackService
+
+    out = []
+    for adapter, mode in adapters:
+        client = getattr(adapter, "client", None)
+        if mode != "control" or client is None:
+            continue
+        cb = CallbackService(controller, database.engine, pbx=adapter.name, interval=5.0)
+        cb.watch_ami(client)
+        cb.start()
+        out.append(cb)
+    return out
+
+
 async def _start_http(settings: Settings, database: Any, controller: Controller, routing: Any) -> Any:
     """The HTTP API, wallboard, SSE and metrics (``http.port: 0`` picks a free port)."""
     from callcenter.api.context import ApiContext
@@ -362,6 +380,7 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
 
         await recorder.start()
         overflow = asyncio.create_task(routing.overflow_loop(), name="overflow") if routing else None
+        callbacks = _start_callbacks(settings, controller, database, adapters)
         http = None
         try:
             http = await _start_http(settings, database, controller, routing)
@@ -391,6 +410,8 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
             for adapter, _ in adapters:
                 with contextlib.suppress(Exception):
                     await adapter.close()
+            for cb in callbacks:
+                await cb.close()
             await controller.close()
             if routing is not None:
                 await routing.close()

@@ -24,7 +24,7 @@ QueueName = Annotated[str, Field(pattern=QUEUE, max_length=80, examples=["sales"
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 Role = Literal["admin", "supervisor", "analyst", "agent"]
 SpyModeName = Literal["listen", "whisper", "barge"]
-NotificationKind = Literal["call", "call_ended", "agent", "queue", "screen_pop", "callback"]
+NotificationKind = Literal["call", "call_ended", "agent", "queue", "screen_pop", "callback", "callback_overdue"]
 
 
 def _no_control(value: str) -> str:
@@ -137,7 +137,7 @@ class TokenIn(_Body):
 
 class WebhookIn(_Body):
     url: HttpUrl
-    kinds: Annotated[list[NotificationKind], Field(min_length=1, max_length=6)] = ["screen_pop", "call_ended"]
+    kinds: Annotated[list[NotificationKind], Field(min_length=1, max_length=7)] = ["screen_pop", "call_ended"]
     secret: Annotated[str, Field(min_length=16, max_length=200)] | None = Field(
         default=None, description="HMAC key; generated (and returned once) if absent")
     active: bool = True

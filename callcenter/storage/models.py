@@ -376,3 +376,7 @@ class Webhook(Base):
     )
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     created_at: Mapped[datetime] = _now()
+
+
+# Tables owned by feature packages, declared on the same metadata (migrations compare all of it).
+import callcenter.callbacks  # noqa: E402,F401
