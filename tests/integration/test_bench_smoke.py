@@ -20,6 +20,7 @@ SMOKE = {
     "recorder.py": ["--events", "5000", "--outage", "2", "--rate", "500"],
     "routing_latency.py": ["--customers", "5000", "--rate", "20", "--seconds", "2"],
     "report_query.py": ["--calls", "5000"],
+    "memory_per_call.py": ["--calls", "200", "--rate", "200"],
 }
 
 
