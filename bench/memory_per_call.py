@@ -134,7 +134,7 @@ async def main() -> None:
         cmd_q.put("hangup")
         await asyncio.to_thread(done_q.get)
         deadline = time.monotonic() + 60
-        while ctl.live.calls and time.monotonic() < deadline:
+        while ctl.live.calls and time.monotonic() < deadline:  # noqa: ASYNC110 (polls the controller)
             await asyncio.sleep(0.5)
         await recorder.drain(timeout=120)
         left = len(ctl.live.calls)
