@@ -40,7 +40,9 @@ ABANDON_STAGES = ("pre_answer", "ivr", "queue", "ringing")
 FORMATS = ("table", "csv", "json")
 DEFAULT_SL_SECONDS = 20.0
 DEFAULT_FCR_WINDOW_H = 72.0
-PAUSE_LOOKBACK = timedelta(days=7)  # a pause that began earlier than this before `start` is not seen
+# How far before the period the agents report looks for the pause state the period starts in: an
+# agent whose last pause event is older than this is taken as not paused at the start.
+PAUSE_LOOKBACK = timedelta(days=7)
 
 # Per-statement settings: these are short analytical queries; JIT compilation costs more than
 # it saves at this size, and sorts/hashes of one month fit in memory.
@@ -609,10 +611,13 @@ async def agents(
 ) -> Rows:
     """Each agent's work: rings, answers, missed rings, talk time and pauses (by reason).
 
-    One row per bucket (``by``: day | total) and agent (PBX interface). Call steps count in
-    the bucket in which they happened; a pause counts in the bucket in which it started, cut
-    to the period. ``queue`` restricts call steps to that queue and pauses to events of that
-    queue or of none. ``pause_by_reason``: reason -> paused seconds (``(none)``: no reason).
+    One row per bucket (``by``: day | total, in ``tz``) and agent (PBX interface). Call steps
+    count in the bucket in which they happened (talk: when the conversation ended). Paused time:
+    each pause event opens an interval up to the agent's next pause event, cut to the period (and
+    to now); paused intervals count in the bucket in which they start. ``pauses``: pauses begun
+    (or changing reason) in the period, plus one already running at its start. ``queue``
+    restricts call steps to that queue and pauses to events of that queue or of none.
+    ``pause_by_reason``: reason -> paused seconds (``(none)``: no reason).
     """
     if by not in ("day", "total"):
         raise ValueError(f"agents: by must be day or total, not {by!r}")
