@@ -157,6 +157,9 @@ def normalize_phones(raws: list[str], region: str) -> dict[str, str | str | None
 
 
 Normalizer = Callable[[list[str]], dict[str, str | None]]
+# Starts normalising a batch and returns how to get the result: the next batch is read while
+# the pool works, and validated while the pool works on the one after (a pipeline).
+AsyncNormalizer = Callable[[list[str]], Callable[[], dict[str, str | None]]]
 
 
 def parse_rows(
@@ -169,6 +172,7 @@ def parse_rows(
     progress: Callable[[int], None] | None = None,
     normalize: Normalizer | None = None,
     batch: int = 20_000,
+    normalize_async: AsyncNormalizer | None = None,
 ) -> Iterator[_Row]:
     """Validate rows; yield the valid ones, record the rejected ones in ``report``.
 
@@ -191,7 +195,14 @@ def parse_rows(
     v = _RowValidator(cols, agents, existing_phones, report)
     norm: Normalizer = normalize or (lambda raws: normalize_phones(raws, region))
 
+    def now(raws: list[str]) -> Callable[[], dict[str, str | None]]:
+        result = norm(raws)
+        return lambda: result
+
+    start: AsyncNormalizer = normalize_async or now
+
     chunk: list[tuple[int, list[str] | None, str]] = []
+    in_flight: tuple[list[tuple[int, list[str] | None, str]], Callable[[], dict[str, str | None]]] | None = None
     while True:
         done = False
         try:
@@ -203,11 +214,16 @@ def parse_rows(
             chunk.append((reader.line_num, None, str(exc)))
         if chunk and (done or len(chunk) >= batch):
             raws = sorted({_phone_part(p)[1] for _, vals, _ in chunk if vals is not None for p in v.phones_of(vals)})
-            yield from v.validate(chunk, norm(raws))
-            if progress is not None:
-                progress(report.rows)
+            started = start(raws)
+            if in_flight is not None:  # validated in file order, one batch behind the reader
+                yield from v.validate(in_flight[0], in_flight[1]())
+                if progress is not None:
+                    progress(report.rows)
+            in_flight = (chunk, started)
             chunk = []
         if done:
+            if in_flight is not None:
+                yield from v.validate(in_flight[0], in_flight[1]())
             return
 
 
@@ -315,16 +331,20 @@ def validate_file(
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=ctx) if workers > 1 and size > 1_000_000 else None
 
-    def normalize(raws: list[str]) -> dict[str, str | None]:
+    def normalize_async(raws: list[str]) -> Callable[[], dict[str, str | None]]:
         if pool is None or len(raws) < 2000:
-            return normalize_phones(raws, region)
+            result = normalize_phones(raws, region)
+            return lambda: result
         step = -(-len(raws) // workers)
-        parts = pool.map(normalize_phones, [raws[i : i + step] for i in range(0, len(raws), step)],
-                         [region] * workers)
-        out: dict[str, str | None] = {}
-        for part in parts:
-            out.update(part)
-        return out
+        futures = [pool.submit(normalize_phones, raws[i : i + step], region) for i in range(0, len(raws), step)]
+
+        def collect() -> dict[str, str | None]:
+            out: dict[str, str | None] = {}
+            for f in futures:
+                out.update(f.result())
+            return out
+
+        return collect
 
     try:
         with p.open("r", encoding="utf-8-sig", newline="") as fh:
@@ -335,7 +355,7 @@ def validate_file(
             try:
                 rows = list(
                     parse_rows(fh, region=region, agents=agents, existing_phones=existing_phones, report=report,
-                               progress=progress, normalize=normalize)
+                               progress=progress, normalize_async=normalize_async)
                 )
             except UnicodeDecodeError as exc:
                 raise ImportError_(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
