@@ -69,7 +69,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -80,6 +79,7 @@ from typing import Any
 from callcenter.pbx.asterisk.message import AmiMessage
 from callcenter.pbx.asterisk.protocol import AmiParser, encode_action
 from callcenter.pbx.asterisk.trace import TraceWriter
+from callcenter.pbx.link import backoff_delay, call_hooks
 
 __all__ = [
     "ActionFailed",
@@ -924,10 +924,7 @@ class AmiClient:
     async def _reconnect(self) -> _Connection:
         attempt = 0
         while True:
-            delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(attempt, 30))
-            # Jitter: several controllers (or a restart storm) must not hit Asterisk in lockstep.
-            delay *= 0.5 + random.random() / 2
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff_delay(attempt, self.reconnect_min, self.reconnect_max))
             attempt += 1
             try:
                 return await self._connect()
@@ -937,19 +934,7 @@ class AmiClient:
                 log.warning("AMI %s: reconnect attempt %d failed: %s", self.name, attempt, exc)
 
     async def _notify_connected(self) -> None:
-        for hook in self._on_connected:
-            try:
-                result = hook()
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("AMI %s: on_connected hook %r failed", self.name, hook)
+        await call_hooks(self._on_connected, log=log, what=f"AMI {self.name}: on_connected")
 
     async def _notify_disconnected(self, reason: Exception | None) -> None:
-        for hook in self._on_disconnected:
-            try:
-                result = hook(reason)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("AMI %s: on_disconnected hook %r failed", self.name, hook)
+        await call_hooks(self._on_disconnected, reason, log=log, what=f"AMI {self.name}: on_disconnected")

@@ -77,7 +77,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
 import uuid as uuidlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -107,6 +106,7 @@ from callcenter.pbx.freeswitch.protocol import (
     split_api,
 )
 from callcenter.pbx.freeswitch.trace import TraceWriter
+from callcenter.pbx.link import backoff_delay, call_hooks
 
 __all__ = [
     "CommandFailed",
@@ -954,10 +954,7 @@ class EslClient:
     async def _reconnect(self) -> _Connection:
         attempt = 0
         while True:
-            delay = min(self.reconnect_max, self.reconnect_min * 2 ** min(attempt, 30))
-            # Jitter: several controllers (or a restart storm) must not hit FreeSWITCH in lockstep.
-            delay *= 0.5 + random.random() / 2
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff_delay(attempt, self.reconnect_min, self.reconnect_max))
             attempt += 1
             try:
                 return await self._connect()
@@ -967,19 +964,7 @@ class EslClient:
                 log.warning("ESL %s: reconnect attempt %d failed: %s", self.name, attempt, exc)
 
     async def _notify_connected(self) -> None:
-        for hook in self._on_connected:
-            try:
-                result = hook()
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("ESL %s: on_connected hook %r failed", self.name, hook)
+        await call_hooks(self._on_connected, log=log, what=f"ESL {self.name}: on_connected")
 
     async def _notify_disconnected(self, reason: Exception | None) -> None:
-        for hook in self._on_disconnected:
-            try:
-                result = hook(reason)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("ESL %s: on_disconnected hook %r failed", self.name, hook)
+        await call_hooks(self._on_disconnected, reason, log=log, what=f"ESL {self.name}: on_disconnected")
