@@ -121,6 +121,8 @@ class Controller:
 
     def _notify(self, event: Event) -> None:
         """Live notifications for the API's SSE stream, the wallboard and webhooks."""
+        if not self.bus.subscribers and not self.bus.hooks:
+            return  # nobody listens: building the dicts would be pure cost on every event
         now = self.clock()
         if isinstance(event, AgentStatusChanged | AgentPauseChanged | QueueMemberChanged):
             agent = self.live.agents.get(event.agent)

@@ -173,7 +173,11 @@ class LiveRegistry:
         paused = [a for a in logged_in if a.paused]
         busy = [a for a in logged_in if not a.paused and a.call_id is not None]
         available = [a for a in logged_in if a.available]
-        longest = max(((now - t).total_seconds() for t in q.waiting.values()), default=0.0)
+        # q.waiting is in join order (a dict keeps insertion order; a re-join re-inserts at the
+        # end), so the longest wait is the first entry: O(1), where a scan made every event cost
+        # O(calls waiting) and a floor of thousands of waiting calls quadratic.
+        oldest = next(iter(q.waiting.values()), None)
+        longest = (now - oldest).total_seconds() if oldest is not None else 0.0
         staffed = len(logged_in) - len(paused)
         aht = q.aht_s if q.aht_s is not None else self.default_aht_s
         ewt = 0.0 if available and not q.waiting else (len(q.waiting) + 1) * aht / max(staffed, 1)
@@ -252,7 +256,7 @@ class LiveRegistry:
         c = self._call(ev)
         if c is None:
             return
-        if c.queue and c.queue != ev.queue:
+        if c.queue:  # re-inserted below, at the end: join order is the waiting dict's order
             self.queue(c.queue).waiting.pop(c.call_id, None)
         if c.provisional_abandon is not None:
             # Asterisk reports a Redirect out of a queue exactly like an abandon; the caller is
