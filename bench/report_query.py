@@ -4,6 +4,8 @@ three. Target: < 1 s per report.
 
     python bench/report_query.py                 # 1,000,000 calls (a few minutes of generation)
     python bench/report_query.py --calls 50000   # smoke
+    python bench/report_query.py --data-dir D    # keep the database in D; a later run with the
+                                                 # same D and --calls reuses it (no generation)
 
 The data is generated server-side (``INSERT ... SELECT generate_series``) from a per-call plan:
 business-hours arrivals (07:00-20:00, peaking early afternoon), 8 queues of unequal size, 60 %
@@ -306,9 +308,16 @@ async def main() -> None:
     ap.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
                     help="connections generating in parallel")
     ap.add_argument("--repeat", type=int, default=3, help="runs per report; the best counts")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="keep the database in this directory (default: a temporary one, deleted); "
+                         "a later run with the same directory and --calls reuses the data, after "
+                         "applying any new migration")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        pg = EmbeddedPostgres(Path(tmp) / "pg", cleanup="delete")
+        if args.data_dir is None:
+            pg = EmbeddedPostgres(Path(tmp) / "pg", cleanup="delete")
+        else:
+            pg = EmbeddedPostgres(args.data_dir, cleanup="stop")
         pg.start()
         try:
             dsn = pg.dsn("postgres")
@@ -316,7 +325,15 @@ async def main() -> None:
             kwargs = dbmod.asyncpg_dsn(dsn)
             conn = await asyncpg.connect(**kwargs)
             try:
-                times = await generate(conn, kwargs, args.calls, args.workers)
+                existing = await conn.fetchval("SELECT count(*) FROM calls")
+                if existing == 0:
+                    times = await generate(conn, kwargs, args.calls, args.workers)
+                elif existing == args.calls:
+                    times = {"reused": 0.0}
+                    for table in ("calls", "call_events"):
+                        await conn.execute(f"VACUUM (ANALYZE) {table}")
+                else:
+                    raise SystemExit(f"{args.data_dir} holds {existing:,} calls, not --calls {args.calls:,}")
                 n_calls = await conn.fetchval("SELECT count(*) FROM calls")
                 n_events = await conn.fetchval("SELECT count(*) FROM call_events")
                 n_states = await conn.fetchval("SELECT count(*) FROM agent_state_events")

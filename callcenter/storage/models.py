@@ -203,6 +203,8 @@ class Call(Base):
         Index("ix_calls_queue_entered_at", "queue", "entered_at"),
         Index("ix_calls_customer_entered_at", "customer_id", "entered_at"),
         Index("ix_calls_agent_entered_at", "agent", "entered_at"),
+        # The abandons listing reads only the abandoned calls of a period (~16 % of them).
+        Index("ix_calls_abandoned_entered_at", "entered_at", postgresql_where=text("outcome = 'abandoned'")),
     )
 
 
@@ -225,6 +227,8 @@ class CallEvent(Base):
     __table_args__ = (
         Index("ix_call_events_at", "at"),
         Index("ix_call_events_kind_at", "kind", "at"),
+        # The agents report counts a period's steps per agent from this index alone (index-only scan).
+        Index("ix_call_events_kind_at_agent", "kind", "at", postgresql_include=["agent"]),
     )
 
 
