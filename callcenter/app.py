@@ -319,6 +319,17 @@ def build_adapter(pbx: PbxSettings, record: Path | None = None, timeout: float |
             pbx.name, pbx.host, pbx.port, pbx.username, pbx.secret_value(), record=writer,
             action_timeout=timeout or pbx.action_timeout_s, client_options={"clock": clock} if clock else None,
         )
+    if pbx.type == "freeswitch":
+        from callcenter.pbx.freeswitch.adapter import FreeswitchAdapter
+        from callcenter.pbx.freeswitch.trace import TraceWriter as EslTraceWriter
+
+        path = record or pbx.record
+        assert pbx.port is not None
+        options: dict[str, Any] = {"clock": clock} if clock else {}
+        return FreeswitchAdapter.connect(
+            pbx.name, pbx.host, pbx.port, pbx.secret_value(), record=EslTraceWriter(path) if path else None,
+            client_options={"command_timeout": timeout or pbx.action_timeout_s}, **options,
+        )
     raise ValueError(f"PBX {pbx.name!r}: type {pbx.type!r} is not supported by this version")
 
 

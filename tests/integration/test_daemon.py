@@ -106,3 +106,34 @@ async def test_a_bad_ami_login_stops_the_daemon_with_a_clear_error(ami, db_dsn, 
     rc = await asyncio.wait_for(run_daemon(settings, stop=asyncio.Event()), 15)
     assert rc == 2
     assert "Authentication failed" in caplog.text
+
+
+async def test_the_daemon_follows_a_freeswitch_call_into_postgresql(db_dsn, tmp_path, monkeypatch) -> None:
+    """The same daemon on FreeSWITCH: a loopback Event Socket server replays the captured
+    answered call (event json), the journey lands in the same calls table."""
+    from callcenter.sim.esl_server import FakeEslServer, trace_events
+
+    esl = FakeEslServer(password="s3cret")
+    await esl.start()
+    monkeypatch.setenv("TEST_ESL_SECRET", "s3cret")
+    settings = Settings.model_validate({
+        "database": {"dsn": db_dsn},
+        "pbx": [{"name": "fs1", "type": "freeswitch", "host": "127.0.0.1", "port": esl.port,
+                 "secret_env": "TEST_ESL_SECRET", "mode": "observe"}],
+        "journey": {"spill_dir": str(tmp_path / "spill")},
+        "http": {"port": 0},
+    })
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_daemon(settings, stop=stop))
+    try:
+        async with asyncio.timeout(10):
+            while not any(s.authenticated and s.format is not None for s in esl.sessions):
+                await asyncio.sleep(0.02)
+        for ev in trace_events(Path(__file__).parent.parent / "fixtures" / "freeswitch" / "answered_caller_hangup.esl.txt"):
+            esl.push_event(ev)
+        rows = await wait_rows(db_dsn, "SELECT * FROM calls", 1)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 15) == 0
+        await esl.close()
+    assert (rows[0]["outcome"], rows[0]["pbx"], rows[0]["hung_up_by"]) == ("answered", "fs1", "caller")
