@@ -129,7 +129,8 @@ async def test_the_daemon_follows_a_freeswitch_call_into_postgresql(db_dsn, tmp_
         async with asyncio.timeout(10):
             while not any(s.authenticated and s.format is not None for s in esl.sessions):
                 await asyncio.sleep(0.02)
-        for ev in trace_events(Path(__file__).parent.parent / "fixtures" / "freeswitch" / "answered_caller_hangup.esl.txt"):
+        trace = Path(__file__).parent.parent / "fixtures" / "freeswitch" / "answered_caller_hangup.esl.txt"
+        for ev in trace_events(trace):
             esl.push_event(ev)
         rows = await wait_rows(db_dsn, "SELECT * FROM calls", 1)
     finally:
