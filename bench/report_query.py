@@ -29,6 +29,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -347,7 +348,7 @@ async def main() -> None:
                     "pg_size_pretty(pg_total_relation_size('call_events')) || ' call_events'")
 
                 lo, hi = MONTH
-                cases = [
+                cases: list[tuple[str, Any, dict[str, Any]]] = [
                     ("kpi by day", reports.kpi, {}),
                     ("kpi by hour", reports.kpi, {"by": "hour"}),
                     ("kpi one queue, T=30 s", reports.kpi, {"queue": "support", "sl_seconds": 30}),

@@ -511,7 +511,7 @@ AGENT_COLUMNS = (
     "talk_s", "avg_talk_s", "pauses", "paused_s", "pause_by_reason",
 )
 
-_AGENT_KINDS = ["agent_ring", "agent_connect", "agent_ring_no_answer", "agent_ring_canceled", "agent_complete"]
+_AGENT_KINDS = ["agent_ring", "agent_connect", "agent_ring_no_answer", "agent_ring_canceled"]
 
 
 def _agents_sql(by: str, queue: str | None, agent: str | None) -> str:
@@ -523,33 +523,39 @@ def _agents_sql(by: str, queue: str | None, agent: str | None) -> str:
     if agent:
         ev_filter += " AND e.agent = :agent"
         st_filter += " AND e.agent = :agent"
-    # Call steps: the kind is coded once per row (OFFSET 0), talk read from JSON only for completes.
+    # Call steps, in two parts: the counts of rings, answers, missed and canceled rings come from
+    # ix_call_events_kind_at_agent alone (kind, at, agent: an index-only scan, no heap page read),
+    # grouped by (bucket, agent, kind); the talk time reads only the completes (their ``detail``).
     # Pauses: one window pass over the agent's pause events: each event opens an interval up to
     # the agent's next pause event (or the period end / now); paused intervals add up to the
     # paused time (duplicates, e.g. one event per queue, just split an interval), and a pause is
     # counted where one starts or changes reason (or where it runs into the period from before).
     return f"""
-WITH steps AS (
-    SELECT s.bucket, s.agent,
-           count(*) FILTER (WHERE s.k = 1) AS rings,
-           count(*) FILTER (WHERE s.k = 2) AS answered,
-           count(*) FILTER (WHERE s.k = 3) AS missed_rings,
-           count(*) FILTER (WHERE s.k = 4) AS canceled_rings,
-           sum(s.talk) AS talk_s
-      FROM (
-        SELECT {_bucket_sql(by, "e.at")} AS bucket, e.agent,
-               CASE e.kind WHEN 'agent_ring' THEN 1 WHEN 'agent_connect' THEN 2 WHEN 'agent_ring_no_answer' THEN 3
-                           WHEN 'agent_ring_canceled' THEN 4 ELSE 5 END AS k,
-               CASE WHEN e.kind = 'agent_complete' THEN COALESCE(
-                   (e.detail ->> 'talk_s')::float8,
-                   (SELECT date_part('epoch', e.at - max(x.at)) FROM call_events x
-                     WHERE x.call_id = e.call_id AND x.kind = 'agent_connect' AND x.agent = e.agent
-                       AND x.at <= e.at)) END AS talk
-          FROM call_events e
-         WHERE e.kind = ANY(:kinds::text[]) AND e.at >= :start AND e.at < :end AND e.agent IS NOT NULL{ev_filter}
-        OFFSET 0
-      ) s
+WITH counts AS (
+    SELECT {_bucket_sql(by, "e.at")} AS bucket, e.agent, e.kind, count(*) AS n
+      FROM call_events e
+     WHERE e.kind = ANY(:kinds::text[]) AND e.at >= :start AND e.at < :end AND e.agent IS NOT NULL{ev_filter}
+     GROUP BY 1, 2, 3
+), talk AS (
+    SELECT {_bucket_sql(by, "e.at")} AS bucket, e.agent,
+           sum(COALESCE(
+               (e.detail ->> 'talk_s')::float8,
+               (SELECT date_part('epoch', e.at - max(x.at)) FROM call_events x
+                 WHERE x.call_id = e.call_id AND x.kind = 'agent_connect' AND x.agent = e.agent
+                   AND x.at <= e.at))) AS talk_s
+      FROM call_events e
+     WHERE e.kind = 'agent_complete' AND e.at >= :start AND e.at < :end AND e.agent IS NOT NULL{ev_filter}
      GROUP BY 1, 2
+), steps AS (
+    SELECT bucket, agent,
+           COALESCE(sum(c.n) FILTER (WHERE c.kind = 'agent_ring'), 0)::bigint AS rings,
+           COALESCE(sum(c.n) FILTER (WHERE c.kind = 'agent_connect'), 0)::bigint AS answered,
+           COALESCE(sum(c.n) FILTER (WHERE c.kind = 'agent_ring_no_answer'), 0)::bigint AS missed_rings,
+           COALESCE(sum(c.n) FILTER (WHERE c.kind = 'agent_ring_canceled'), 0)::bigint AS canceled_rings,
+           min(t.talk_s) AS talk_s
+      FROM counts c
+      FULL JOIN talk t USING (bucket, agent)
+     GROUP BY bucket, agent
 ), p AS (
     SELECT e.agent, e.at, e.paused, COALESCE(e.reason, '') AS reason,
            lag(e.paused) OVER w AS prev_paused,
