@@ -267,7 +267,7 @@ class AsteriskAdapter:
         if channel is None:
             return "no channel for the call"
         call_id = cmd.call_id or self.translator.call_of_channel(channel)
-        if call_id in self.translator.live_calls() and not self.translator.is_controlled(call_id or ""):
+        if self.translator.has_call(call_id) and not self.translator.is_controlled(call_id or ""):
             return "call is not under controller (not in AGI(agi:async))"
         timeout = self._agi_timeout
         if isinstance(cmd, CollectDigits):

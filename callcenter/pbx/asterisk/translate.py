@@ -416,6 +416,11 @@ class AsteriskTranslator:
     def live_calls(self) -> list[str]:
         return list(self._calls)
 
+    def has_call(self, call_id: str | None) -> bool:
+        """O(1); ``live_calls()`` copies every live call id (per AGI command, with thousands of
+        calls waiting, that made command handling quadratic)."""
+        return call_id is not None and call_id in self._calls
+
     def resync(
         self,
         channels: Iterable[AmiMessage],
