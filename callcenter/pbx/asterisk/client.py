@@ -196,6 +196,9 @@ class _Connection(asyncio.Protocol):
         self.lists: dict[str, _Pending] = {}
         self.abandoned: OrderedDict[str, None] = OrderedDict()
         self.agi: dict[str, tuple[str, asyncio.Future[AmiMessage]]] = {}
+        # channel -> CommandIDs in flight: a channel's AsyncAGIEnd/Hangup fails its own commands
+        # without scanning every call's (with thousands of calls that scan was quadratic)
+        self.agi_by_channel: dict[str, set[str]] = {}
         self.banner: asyncio.Future[str] = loop.create_future()
         self.closed: asyncio.Future[Exception] = loop.create_future()
         self.reason: Exception | None = None
@@ -460,6 +463,7 @@ class AmiClient:
         deadline = loop.time() + limit
         fut: asyncio.Future[AmiMessage] = loop.create_future()
         conn.agi[cid] = (channel, fut)
+        conn.agi_by_channel.setdefault(channel, set()).add(cid)
         try:
             await self._request(
                 conn,
@@ -479,6 +483,11 @@ class AmiClient:
         finally:
             if conn.agi.get(cid, (None, None))[1] is fut:
                 del conn.agi[cid]
+                ids = conn.agi_by_channel.get(channel)
+                if ids is not None:
+                    ids.discard(cid)
+                    if not ids:
+                        del conn.agi_by_channel[channel]
             if fut.done() and not fut.cancelled():
                 fut.exception()  # retrieved: an AgiEnded that raced a failed action is not "lost"
             else:
@@ -661,8 +670,9 @@ class AmiClient:
                 waiter[1].set_result(msg)
             return
         channel = msg.get_exact("Channel")
-        for cid, (chan, fut) in list(conn.agi.items()):
-            if chan == channel and not fut.done():
+        for cid in list(conn.agi_by_channel.get(channel or "", ())):
+            chan, fut = conn.agi[cid]
+            if not fut.done():
                 fut.set_exception(
                     AgiEnded(f"AsyncAGI on {chan} ended ({event}) before command {cid} produced a result", msg)
                 )
