@@ -187,6 +187,10 @@ class _DialplanHangup(Exception):
     """The Hangup() application ran."""
 
 
+class _QueueContinue(Exception):
+    """Queue() option ``c``: the agent hung up and the caller goes on in the dialplan."""
+
+
 # -- configuration ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class AgentBehavior:
@@ -1538,6 +1542,10 @@ class AsteriskSim(FakeAmiServer):
         except _QueueTimeout:
             self._queue_exit(entry, "timeout")
             return None
+        except _QueueContinue:
+            # app_queue: a handled call left with option c -> QUEUESTATUS=CONTINUE, next priority
+            self.setvar(ch, "QUEUESTATUS", "CONTINUE")
+            return None
         except (HangupRequested, AbsoluteTimeout):
             if entry in q.entries:
                 self._queue_exit(entry, "abandon")
@@ -1862,9 +1870,12 @@ class AsteriskSim(FakeAmiServer):
             call.stage = "talk"
             call.log("connected", queue=q.name, agent=m.interface, channel=lc.name, hold_s=hold)
         b = leg.behavior
+        args = entry.args.split(",")
+        stays = len(args) > 1 and "c" in args[1]  # Queue(name,c): continue when the callee hangs up
         try:
             await k.wait(timeout=b.talk_s)
-            self._end_bridge(entry, leg, bridge, hold, connected_at, who="agent", agent_request="bye")
+            self._end_bridge(entry, leg, bridge, hold, connected_at, who="agent", agent_request="bye",
+                             caller_stays=stays)
         except HangupRequested:
             self._end_bridge(entry, leg, bridge, hold, connected_at, who="caller")
         except AbsoluteTimeout:
@@ -1872,11 +1883,14 @@ class AsteriskSim(FakeAmiServer):
             self._end_bridge(entry, leg, bridge, hold, connected_at, who="caller")
         except PeerHangup as p:
             self._end_bridge(
-                entry, leg, bridge, hold, connected_at, who="agent", agent_request="soft", agent_cause=p.cause
+                entry, leg, bridge, hold, connected_at, who="agent", agent_request="soft", agent_cause=p.cause,
+                caller_stays=stays,
             )
         except AsyncGoto:
             self._end_bridge(entry, leg, bridge, hold, connected_at, who="transfer")
             raise
+        if stays and not ch.gone:
+            raise _QueueContinue
         raise _Gone
 
     def _bridge_fields(self, bridge: _Bridge, n: int, tech: str) -> list[tuple[str, str]]:
@@ -1901,6 +1915,7 @@ class AsteriskSim(FakeAmiServer):
         who: Literal["caller", "agent", "transfer"],
         agent_request: Literal["bye", "soft"] = "bye",
         agent_cause: int = 16,
+        caller_stays: bool = False,
     ) -> None:
         """The end of a queue call: AgentComplete (+ queue statistics), then the bridge."""
         k = self.kernel
@@ -1925,7 +1940,7 @@ class AsteriskSim(FakeAmiServer):
         m.calls_taken += 1
         m.last_call = int(k.now())
         m.in_call = False
-        self._teardown(ch, leg, bridge, who=who, agent_cause=agent_cause)
+        self._teardown(ch, leg, bridge, who=who, agent_cause=agent_cause, caller_stays=caller_stays)
 
     def _agent_hangup_request(self, lc: SimChannel, how: Literal["bye", "soft"]) -> None:
         if how == "bye":
@@ -1941,6 +1956,7 @@ class AsteriskSim(FakeAmiServer):
         *,
         who: Literal["caller", "agent", "transfer"],
         agent_cause: int,
+        caller_stays: bool = False,
     ) -> None:
         """Both legs leave the bridge, in the order the traces show for who ended the call."""
         lc = leg.channel
@@ -1968,10 +1984,13 @@ class AsteriskSim(FakeAmiServer):
         self.emit("BridgeLeave", [*self._bridge_fields(bridge, 0, "native_rtp"), *ch.snapshot()])
         self.emit("BridgeDestroy", self._bridge_fields(bridge, 0, "native_rtp"))
         self._hangup_event(lc, agent_cause if who == "agent" else 16)
-        if who == "transfer":
+        if who == "transfer" or caller_stays:
+            # transfer, or Queue() option c after the agent hung up: the caller's leg goes on
             self._set_device(leg.endpoint, 1)
             if call is not None:
                 call.stage = "ivr"
+                if caller_stays:
+                    call.signal.fire()  # the caller's patience is now the IVR one
             return
         self.emit("SoftHangupRequest", [("Cause", "16")], channel=ch)
         self._set_device(leg.endpoint, 1)
