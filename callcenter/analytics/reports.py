@@ -128,12 +128,13 @@ _BUCKETS = ("day", "hour", "total")
 def _bucket_sql(by: str, column: str) -> str:
     """The bucket of a timestamptz column in the report's time zone (the session time zone, see
     ``_fetch``): its ``date``, the start of its hour (``timestamp`` without time zone, the wall
-    clock), or one constant for the whole period."""
+    clock), or one constant for the whole period. The hour truncates the wall clock (one time zone
+    conversion per row, where ``date_trunc`` of a timestamptz makes two)."""
     if by not in _BUCKETS:
         raise ValueError(f"by must be one of {', '.join(_BUCKETS)}, not {by!r}")
     if by == "total":
         return "'-infinity'::timestamp"
-    return f"({column})::date" if by == "day" else f"date_trunc('hour', {column})::timestamp"
+    return f"({column})::date" if by == "day" else f"date_trunc('hour', ({column})::timestamp)"
 
 
 def _label(bucket: date | datetime, by: str, start: datetime, end: datetime) -> str:
@@ -514,6 +515,25 @@ AGENT_COLUMNS = (
 _AGENT_KINDS = ["agent_ring", "agent_connect", "agent_ring_no_answer", "agent_ring_canceled"]
 
 
+def _step_filter(queue: str | None, agent: str | None) -> str:
+    return (" AND e.queue = :queue" if queue else "") + (" AND e.agent = :agent" if agent else "")
+
+
+def _agent_counts_sql(by: str, queue: str | None, agent: str | None) -> str:
+    """Rings, answers, missed and canceled rings per (bucket, agent), the bucket as text."""
+    return f"""
+SELECT ({_bucket_sql(by, "e.at")})::text AS bucket, e.agent,
+       count(*) FILTER (WHERE e.kind = 'agent_ring') AS rings,
+       count(*) FILTER (WHERE e.kind = 'agent_connect') AS answered,
+       count(*) FILTER (WHERE e.kind = 'agent_ring_no_answer') AS missed,
+       count(*) FILTER (WHERE e.kind = 'agent_ring_canceled') AS canceled
+  FROM call_events e
+ WHERE e.kind = ANY(:kinds::text[]) AND e.at >= :start AND e.at < :end AND e.agent IS NOT NULL
+       {_step_filter(queue, agent)}
+ GROUP BY 1, 2
+"""
+
+
 def _agents_sql(by: str, queue: str | None, agent: str | None) -> str:
     ev_filter = ""
     st_filter = ""
@@ -523,19 +543,21 @@ def _agents_sql(by: str, queue: str | None, agent: str | None) -> str:
     if agent:
         ev_filter += " AND e.agent = :agent"
         st_filter += " AND e.agent = :agent"
-    # Call steps, in two parts: the counts of rings, answers, missed and canceled rings come from
-    # ix_call_events_kind_at_agent alone (kind, at, agent: an index-only scan, no heap page read),
-    # grouped by (bucket, agent, kind); the talk time reads only the completes (their ``detail``).
+    # Call steps, in two statements: the counts of rings, answers, missed and canceled rings come
+    # from ix_call_events_kind_at_agent alone (kind, at, agent: an index-only scan, no heap page
+    # read; ``_agent_counts_sql``) and are passed to this one as arrays (``counts``); here the talk
+    # time reads only the completes (their ``detail``).
     # Pauses: one window pass over the agent's pause events: each event opens an interval up to
     # the agent's next pause event (or the period end / now); paused intervals add up to the
     # paused time (duplicates, e.g. one event per queue, just split an interval), and a pause is
     # counted where one starts or changes reason (or where it runs into the period from before).
     return f"""
 WITH counts AS (
-    SELECT {_bucket_sql(by, "e.at")} AS bucket, e.agent, e.kind, count(*) AS n
-      FROM call_events e
-     WHERE e.kind = ANY(:kinds::text[]) AND e.at >= :start AND e.at < :end AND e.agent IS NOT NULL{ev_filter}
-     GROUP BY 1, 2, 3
+    SELECT c.bucket::{"date" if by == "day" else "timestamp"} AS bucket, c.agent, c.rings, c.answered,
+           c.missed_rings, c.canceled_rings
+      FROM unnest(:c_bucket::text[], :c_agent::text[], :c_rings::bigint[], :c_answered::bigint[],
+                  :c_missed::bigint[], :c_canceled::bigint[])
+           AS c(bucket, agent, rings, answered, missed_rings, canceled_rings)
 ), talk AS (
     SELECT {_bucket_sql(by, "e.at")} AS bucket, e.agent,
            sum(COALESCE(
@@ -547,15 +569,11 @@ WITH counts AS (
      WHERE e.kind = 'agent_complete' AND e.at >= :start AND e.at < :end AND e.agent IS NOT NULL{ev_filter}
      GROUP BY 1, 2
 ), steps AS (
-    SELECT bucket, agent,
-           COALESCE(sum(c.n) FILTER (WHERE c.kind = 'agent_ring'), 0)::bigint AS rings,
-           COALESCE(sum(c.n) FILTER (WHERE c.kind = 'agent_connect'), 0)::bigint AS answered,
-           COALESCE(sum(c.n) FILTER (WHERE c.kind = 'agent_ring_no_answer'), 0)::bigint AS missed_rings,
-           COALESCE(sum(c.n) FILTER (WHERE c.kind = 'agent_ring_canceled'), 0)::bigint AS canceled_rings,
-           min(t.talk_s) AS talk_s
+    SELECT bucket, agent, COALESCE(c.rings, 0) AS rings, COALESCE(c.answered, 0) AS answered,
+           COALESCE(c.missed_rings, 0) AS missed_rings, COALESCE(c.canceled_rings, 0) AS canceled_rings,
+           t.talk_s
       FROM counts c
       FULL JOIN talk t USING (bucket, agent)
-     GROUP BY bucket, agent
 ), p AS (
     SELECT e.agent, e.at, e.paused, COALESCE(e.reason, '') AS reason,
            lag(e.paused) OVER w AS prev_paused,
@@ -634,6 +652,15 @@ async def agents(
     if agent:
         params["agent"] = agent
     out: Rows = []
+    # Counts: an index-only scan of ix_call_events_kind_at_agent (the planner, costing it above a
+    # parallel scan of the whole table, has to be told); with a queue (not in the index) a bitmap
+    # scan of it.
+    only = ("SET LOCAL enable_indexscan = off",) + (
+        () if queue else ("SET LOCAL enable_bitmapscan = off", "SET LOCAL enable_seqscan = off"))
+    counts = await _fetch(db, _agent_counts_sql(by, queue, agent), params, tz, only)
+    params.update({"c_bucket": [r["bucket"] for r in counts], "c_agent": [r["agent"] for r in counts],
+                   "c_rings": [r["rings"] for r in counts], "c_answered": [r["answered"] for r in counts],
+                   "c_missed": [r["missed"] for r in counts], "c_canceled": [r["canceled"] for r in counts]})
     # The planner prefers the correlated ix_call_events_at (reading every step of the period) to
     # the (kind, at) index it cannot see is as cheap with a bitmap; and it misjudges the groups.
     plan = ("SET LOCAL enable_indexscan = off", "SET LOCAL enable_sort = off")
