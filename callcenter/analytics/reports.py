@@ -522,15 +522,18 @@ def _step_filter(queue: str | None, agent: str | None) -> str:
 def _agent_counts_sql(by: str, queue: str | None, agent: str | None) -> str:
     """Rings, answers, missed and canceled rings per (bucket, agent), the bucket as text."""
     return f"""
-SELECT ({_bucket_sql(by, "e.at")})::text AS bucket, e.agent,
-       count(*) FILTER (WHERE e.kind = 'agent_ring') AS rings,
-       count(*) FILTER (WHERE e.kind = 'agent_connect') AS answered,
-       count(*) FILTER (WHERE e.kind = 'agent_ring_no_answer') AS missed,
-       count(*) FILTER (WHERE e.kind = 'agent_ring_canceled') AS canceled
-  FROM call_events e
- WHERE e.kind = ANY(:kinds::text[]) AND e.at >= :start AND e.at < :end AND e.agent IS NOT NULL
-       {_step_filter(queue, agent)}
- GROUP BY 1, 2
+SELECT k.bucket::text AS bucket, k.agent, k.rings, k.answered, k.missed, k.canceled
+  FROM (
+    SELECT {_bucket_sql(by, "e.at")} AS bucket, e.agent,
+           count(*) FILTER (WHERE e.kind = 'agent_ring') AS rings,
+           count(*) FILTER (WHERE e.kind = 'agent_connect') AS answered,
+           count(*) FILTER (WHERE e.kind = 'agent_ring_no_answer') AS missed,
+           count(*) FILTER (WHERE e.kind = 'agent_ring_canceled') AS canceled
+      FROM call_events e
+     WHERE e.kind = ANY(:kinds::text[]) AND e.at >= :start AND e.at < :end AND e.agent IS NOT NULL
+           {_step_filter(queue, agent)}
+     GROUP BY 1, 2
+  ) k
 """
 
 
