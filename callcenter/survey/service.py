@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcenter.domain.commands import Command, HangUp, PlayPrompt
+from callcenter.domain.commands import Command, HangUp, PlayPrompt, SetVariable
 from callcenter.domain.events import ControllerAttached
 from callcenter.logs import call_context
 from callcenter.pbx.port import CommandResult
@@ -82,6 +82,14 @@ class SurveyService:
         """True for a call handed back after an answered conversation. Such a call is never
         routed again, even when its queue is not surveyed: ``run`` then just hangs it up."""
         return self.context(ev) is not None
+
+    def route_commands(self, pbx_queue: str | None, call_id: str, channel: str | None) -> list[Command]:
+        """To run before a call is sent into ``pbx_queue``: ``CC_SURVEY=1`` makes the dialplan
+        queue it with option ``c`` (Queue() reads its options when it starts, so later is too
+        late). Nothing for a queue without the survey."""
+        if not self.policy.wants(pbx_queue):
+            return []
+        return [SetVariable(name="CC_SURVEY", value="1", call_id=call_id, channel=channel)]
 
     def wrap(self, driver: CallDriver) -> CallDriver:
         """A call driver that gives answered calls to the survey and the others to ``driver``."""

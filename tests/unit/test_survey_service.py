@@ -124,3 +124,11 @@ async def test_unsurveyed_queue_is_hung_up_never_routed_again() -> None:
     assert svc.claims(_ev())
     assert await svc.run(_ev()) is None
     assert [c.kind for c in ctl.sent] == ["hang_up"]
+
+
+def test_route_commands_set_cc_survey_only_for_surveyed_queues() -> None:
+    svc, _, _ = _service([], queues={"sales"})
+    (cmd,) = svc.route_commands("sales", "c1", "PJSIP/pstn-01")
+    assert (cmd.kind, cmd.name, cmd.value, cmd.channel) == ("set_variable", "CC_SURVEY", "1", "PJSIP/pstn-01")  # type: ignore[attr-defined]
+    assert svc.route_commands("support", "c1", "PJSIP/pstn-01") == []
+    assert svc.route_commands(None, "c1", None) == []
