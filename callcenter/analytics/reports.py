@@ -14,7 +14,8 @@ that a report and its view agree. A call belongs to the period (and to the day/h
 *entered*; agent steps and pauses belong to the period in which they happened.
 
 Speed: every query selects by ``calls.entered_at`` or ``call_events (kind, at)`` ranges (the
-indexes ``ix_calls_entered_at``, ``ix_calls_queue_entered_at``, ``ix_call_events_kind_at``), so a
+indexes ``ix_calls_entered_at``, ``ix_calls_queue_entered_at``, ``ix_call_events_kind_at``, the
+partial ``ix_calls_abandoned_entered_at`` and the covering ``ix_call_events_kind_at_agent``), so a
 report reads one period, never the whole history (bench/report_query.py).
 """
 
