@@ -367,6 +367,12 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
             controller.add_pbx(adapter, mode)
         database.lookup_pool = await database.pool() if settings.rules.path is not None else None
         routing = _build_routing(settings, controller, database)
+        if routing is not None:
+            # Calls handed back after an answered conversation (dialplan [cc-survey], enabled by
+            # CC_SURVEY) get the post-call survey; every other call is routed.
+            from callcenter.survey.service import SurveyService
+
+            controller.driver = SurveyService(controller, database.engine).wrap(routing.drive)
 
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
