@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 
@@ -25,3 +26,84 @@ async def call_hooks(hooks: Iterable[Callable[..., Any]], *args: Any, log: loggi
                 await result
         except Exception:
             log.exception("%s hook %r failed", what, hook)
+
+
+class LinkSupervisor:
+    """The supervisor both PBX clients run once logged in: resync hooks, wait for the link to
+    drop, reconnect with backoff, let the handlers finish the old link's events, resync.
+
+    A client provides: ``name``, ``reconnect_min``/``reconnect_max``, ``_closing``, ``_conn``,
+    ``_stats.reconnects``, ``_on_connected``/``_on_disconnected``, ``async _connect()``,
+    ``async _barrier()``, and the class attributes below."""
+
+    _label: str = "PBX"  # "AMI" / "ESL" in log lines
+    _login_error: type[Exception] = Exception  # credentials refused: logged as an error
+    _retry_errors: tuple[type[Exception], ...] = (OSError,)  # a failed attempt: retried
+    _log: logging.Logger = logging.getLogger(__name__)
+
+    name: str
+    reconnect_min: float
+    reconnect_max: float
+    _closing: bool
+    _conn: Any
+    _stats: Any
+    _on_connected: Sequence[Callable[..., Any]]
+    _on_disconnected: Sequence[Callable[..., Any]]
+
+    async def _connect(self) -> Any:
+        raise NotImplementedError  # pragma: no cover - abstract: each client connects itself
+
+    async def _barrier(self) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _barrier_timeout(self) -> float:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _stop_timers(self, conn: Any) -> None:
+        """Cancel the link's keepalive/watchdog task, if any."""
+
+    async def _run(self, conn: Any, first_sync: Any) -> None:
+        """Supervisor: resync hooks, then wait for the link to drop and bring it back."""
+        try:
+            await self._notify_connected()
+        finally:
+            if not first_sync.done():
+                first_sync.set_result(None)
+        while not self._closing:
+            reason = await conn.closed
+            if self._conn is conn:
+                self._conn = None
+            self._stop_timers(conn)
+            if self._closing:
+                return
+            self._log.warning("%s %s: link down: %s", self._label, self.name, reason)
+            await self._notify_disconnected(reason)
+            conn = await self._reconnect()
+            self._stats.reconnects += 1
+            # Handle what the old link delivered before resyncing, so a stale event can never
+            # be applied on top of the fresh snapshot.
+            try:
+                await asyncio.wait_for(self._barrier(), self._barrier_timeout())
+            except TimeoutError:
+                self._log.warning("%s %s: handlers still busy with old events; resyncing anyway",
+                                  self._label, self.name)
+            await self._notify_connected()
+
+    async def _reconnect(self) -> Any:
+        attempt = 0
+        while True:
+            await asyncio.sleep(backoff_delay(attempt, self.reconnect_min, self.reconnect_max))
+            attempt += 1
+            try:
+                return await self._connect()
+            except self._login_error as exc:
+                self._log.error("%s %s: login refused: %s (attempt %d)", self._label, self.name, exc, attempt)
+            except self._retry_errors as exc:
+                self._log.warning("%s %s: reconnect attempt %d failed: %s", self._label, self.name, attempt, exc)
+
+    async def _notify_connected(self) -> None:
+        await call_hooks(self._on_connected, log=self._log, what=f"{self._label} {self.name}: on_connected")
+
+    async def _notify_disconnected(self, reason: Exception | None) -> None:
+        await call_hooks(self._on_disconnected, reason, log=self._log,
+                         what=f"{self._label} {self.name}: on_disconnected")

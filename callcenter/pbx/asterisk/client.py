@@ -79,7 +79,7 @@ from typing import Any
 from callcenter.pbx.asterisk.message import AmiMessage
 from callcenter.pbx.asterisk.protocol import AmiParser, encode_action
 from callcenter.pbx.asterisk.trace import TraceWriter
-from callcenter.pbx.link import backoff_delay, call_hooks
+from callcenter.pbx.link import LinkSupervisor
 
 __all__ = [
     "ActionFailed",
@@ -241,7 +241,12 @@ def _is_complete(msg: AmiMessage, event: str) -> bool:
     return msg.get_exact("EventList") == "Complete" or event.endswith("Complete")
 
 
-class AmiClient:
+class AmiClient(LinkSupervisor):
+    _label = "AMI"
+    _login_error = LoginError
+    _retry_errors = (OSError, AmiError)
+    _log = log
+
     def __init__(
         self,
         host: str,
@@ -904,47 +909,10 @@ class AmiClient:
             except ActionFailed as exc:
                 log.warning("AMI %s: Ping refused: %s", self.name, exc)
 
-    async def _run(self, conn: _Connection, first_sync: asyncio.Future[None]) -> None:
-        """Supervisor: resync hooks, then wait for the link to drop and bring it back."""
-        try:
-            await self._notify_connected()
-        finally:
-            if not first_sync.done():
-                first_sync.set_result(None)
-        while not self._closing:
-            reason = await conn.closed
-            if self._conn is conn:
-                self._conn = None
-            if conn.keepalive is not None:
-                conn.keepalive.cancel()
-            if self._closing:
-                return
-            log.warning("AMI %s: link down: %s", self.name, reason)
-            await self._notify_disconnected(reason)
-            conn = await self._reconnect()
-            self._stats.reconnects += 1
-            # Handle what the old link delivered before resyncing, so a stale event can never
-            # be applied on top of the fresh snapshot.
-            try:
-                await asyncio.wait_for(self._barrier(), self.action_timeout)
-            except TimeoutError:
-                log.warning("AMI %s: handlers still busy with old events; resyncing anyway", self.name)
-            await self._notify_connected()
+    # -- supervision (shared with the other PBX client: callcenter.pbx.link.LinkSupervisor) --
+    def _barrier_timeout(self) -> float:
+        return self.action_timeout
 
-    async def _reconnect(self) -> _Connection:
-        attempt = 0
-        while True:
-            await asyncio.sleep(backoff_delay(attempt, self.reconnect_min, self.reconnect_max))
-            attempt += 1
-            try:
-                return await self._connect()
-            except LoginError as exc:
-                log.error("AMI %s: re-login refused: %s (attempt %d)", self.name, exc, attempt)
-            except (OSError, AmiError) as exc:
-                log.warning("AMI %s: reconnect attempt %d failed: %s", self.name, attempt, exc)
-
-    async def _notify_connected(self) -> None:
-        await call_hooks(self._on_connected, log=log, what=f"AMI {self.name}: on_connected")
-
-    async def _notify_disconnected(self, reason: Exception | None) -> None:
-        await call_hooks(self._on_disconnected, reason, log=log, what=f"AMI {self.name}: on_disconnected")
+    def _stop_timers(self, conn: _Connection) -> None:
+        if conn.keepalive is not None:
+            conn.keepalive.cancel()

@@ -106,7 +106,7 @@ from callcenter.pbx.freeswitch.protocol import (
     split_api,
 )
 from callcenter.pbx.freeswitch.trace import TraceWriter
-from callcenter.pbx.link import backoff_delay, call_hooks
+from callcenter.pbx.link import LinkSupervisor
 
 __all__ = [
     "CommandFailed",
@@ -247,7 +247,12 @@ def _verb(command: str) -> str:
     return split_api(command)[0] or "?"
 
 
-class EslClient:
+class EslClient(LinkSupervisor):
+    _label = "ESL"
+    _login_error = LoginError
+    _retry_errors = (OSError, EslError)
+    _log = log
+
     def __init__(
         self,
         host: str,
@@ -924,47 +929,10 @@ class EslClient:
             conn.abort(ConnectionLost(f"no HEARTBEAT or other traffic within {limit:g} s"))
             return
 
-    async def _run(self, conn: _Connection, first_sync: asyncio.Future[None]) -> None:
-        """Supervisor: resync hooks, then wait for the link to drop and bring it back."""
-        try:
-            await self._notify_connected()
-        finally:
-            if not first_sync.done():
-                first_sync.set_result(None)
-        while not self._closing:
-            reason = await conn.closed
-            if self._conn is conn:
-                self._conn = None
-            if conn.watchdog is not None:
-                conn.watchdog.cancel()
-            if self._closing:
-                return
-            log.warning("ESL %s: link down: %s", self.name, reason)
-            await self._notify_disconnected(reason)
-            conn = await self._reconnect()
-            self._stats.reconnects += 1
-            # Handle what the old link delivered before resyncing, so a stale event can never
-            # be applied on top of the fresh snapshot.
-            try:
-                await asyncio.wait_for(self._barrier(), self.command_timeout)
-            except TimeoutError:
-                log.warning("ESL %s: handlers still busy with old events; resyncing anyway", self.name)
-            await self._notify_connected()
+    # -- supervision (shared with the other PBX client: callcenter.pbx.link.LinkSupervisor) --
+    def _barrier_timeout(self) -> float:
+        return self.command_timeout
 
-    async def _reconnect(self) -> _Connection:
-        attempt = 0
-        while True:
-            await asyncio.sleep(backoff_delay(attempt, self.reconnect_min, self.reconnect_max))
-            attempt += 1
-            try:
-                return await self._connect()
-            except LoginError as exc:
-                log.error("ESL %s: re-auth refused: %s (attempt %d)", self.name, exc, attempt)
-            except (OSError, EslError) as exc:
-                log.warning("ESL %s: reconnect attempt %d failed: %s", self.name, attempt, exc)
-
-    async def _notify_connected(self) -> None:
-        await call_hooks(self._on_connected, log=log, what=f"ESL {self.name}: on_connected")
-
-    async def _notify_disconnected(self, reason: Exception | None) -> None:
-        await call_hooks(self._on_disconnected, reason, log=log, what=f"ESL {self.name}: on_disconnected")
+    def _stop_timers(self, conn: _Connection) -> None:
+        if conn.watchdog is not None:
+            conn.watchdog.cancel()
