@@ -40,6 +40,7 @@ class LinkSupervisor:
     _login_error: type[Exception] = Exception  # credentials refused: logged as an error
     _retry_errors: tuple[type[Exception], ...] = (OSError,)  # a failed attempt: retried
     _log: logging.Logger = logging.getLogger(__name__)
+    _full_note: str = "the PBX may drop a reader that falls behind"  # what a full queue risks
 
     name: str
     reconnect_min: float
@@ -107,3 +108,44 @@ class LinkSupervisor:
     async def _notify_disconnected(self, reason: Exception | None) -> None:
         await call_hooks(self._on_disconnected, reason, log=self._log,
                          what=f"{self._label} {self.name}: on_disconnected")
+
+    # -- backpressure: the event queue between the socket reader and the handlers --------------
+    _queue_size: int
+    _paused: bool
+    _warned: bool
+    _depth: int
+    _resume_at: int
+    _rearm_at: int
+
+    def _on_resume(self, conn: Any) -> None:
+        """Called when reading resumes (e.g. the ESL watchdog restarts its clock)."""
+
+    def _pressure(self, conn: Any, depth: int) -> None:
+        """Warn once handlers fall behind; at the bound, pause reading (never drop events)."""
+        if depth >= self._queue_size:
+            if not self._paused and conn.transport is not None and not conn.transport.is_closing():
+                self._paused = True
+                conn.paused = True
+                self._stats.read_pauses += 1
+                conn.transport.pause_reading()
+                self._log.error("%s %s: event queue full (%d events, bound %d): socket reading paused until "
+                                "handlers catch up; %s", self._label, self.name, depth, self._queue_size,
+                                self._full_note)
+        if not self._warned:
+            self._warned = True
+            self._log.warning("%s %s: %d events queued (bound %d): handlers are slower than the PBX",
+                              self._label, self.name, depth, self._queue_size)
+
+    def _after_batch(self) -> None:
+        depth = self._depth
+        if self._paused and depth <= self._resume_at:
+            self._paused = False
+            conn = self._conn
+            if conn is not None and conn.paused:
+                conn.paused = False
+                self._on_resume(conn)
+                if conn.transport is not None and not conn.transport.is_closing():
+                    conn.transport.resume_reading()
+                    self._log.info("%s %s: socket reading resumed (%d events queued)", self._label, self.name, depth)
+        if self._warned and depth < self._rearm_at:
+            self._warned = False

@@ -246,6 +246,7 @@ class AmiClient(LinkSupervisor):
     _login_error = LoginError
     _retry_errors = (OSError, AmiError)
     _log = log
+    _full_note = "Asterisk may drop the session (writetimeout)"
 
     def __init__(
         self,
@@ -681,42 +682,6 @@ class AmiClient(LinkSupervisor):
                 fut.set_exception(
                     AgiEnded(f"AsyncAGI on {chan} ended ({event}) before command {cid} produced a result", msg)
                 )
-
-    def _pressure(self, conn: _Connection, depth: int) -> None:
-        if depth >= self._queue_size:
-            if not self._paused and conn.transport is not None and not conn.transport.is_closing():
-                self._paused = True
-                conn.paused = True
-                self._stats.read_pauses += 1
-                conn.transport.pause_reading()
-                log.error(
-                    "AMI %s: event queue full (%d events, bound %d): socket reading paused until "
-                    "handlers catch up; Asterisk may drop the session (writetimeout)",
-                    self.name,
-                    depth,
-                    self._queue_size,
-                )
-        if not self._warned:
-            self._warned = True
-            log.warning(
-                "AMI %s: %d events queued (bound %d): handlers are slower than the PBX",
-                self.name,
-                depth,
-                self._queue_size,
-            )
-
-    def _after_batch(self) -> None:
-        depth = self._depth
-        if self._paused and depth <= self._resume_at:
-            self._paused = False
-            conn = self._conn
-            if conn is not None and conn.paused:
-                conn.paused = False
-                if conn.transport is not None and not conn.transport.is_closing():
-                    conn.transport.resume_reading()
-                    log.info("AMI %s: socket reading resumed (%d events queued)", self.name, depth)
-        if self._warned and depth < self._rearm_at:
-            self._warned = False
 
     # -- internals: dispatch --------------------------------------------------------------------
     async def _worker(self, shard: _Shard) -> None:

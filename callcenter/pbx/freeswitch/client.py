@@ -252,6 +252,7 @@ class EslClient(LinkSupervisor):
     _login_error = LoginError
     _retry_errors = (OSError, EslError)
     _log = log
+    _full_note = "FreeSWITCH drops a listener that falls too far behind"
 
     def __init__(
         self,
@@ -713,42 +714,8 @@ class EslClient(LinkSupervisor):
         else:
             log.debug("ESL %s: frame of type %r ignored", self.name, ct)
 
-    def _pressure(self, conn: _Connection, depth: int) -> None:
-        if depth >= self._queue_size:
-            if not self._paused and conn.transport is not None and not conn.transport.is_closing():
-                self._paused = True
-                conn.paused = True
-                self._stats.read_pauses += 1
-                conn.transport.pause_reading()
-                log.error(
-                    "ESL %s: event queue full (%d events, bound %d): socket reading paused until "
-                    "handlers catch up; FreeSWITCH drops a listener that falls too far behind",
-                    self.name,
-                    depth,
-                    self._queue_size,
-                )
-        if not self._warned:
-            self._warned = True
-            log.warning(
-                "ESL %s: %d events queued (bound %d): handlers are slower than the PBX",
-                self.name,
-                depth,
-                self._queue_size,
-            )
-
-    def _after_batch(self) -> None:
-        depth = self._depth
-        if self._paused and depth <= self._resume_at:
-            self._paused = False
-            conn = self._conn
-            if conn is not None and conn.paused:
-                conn.paused = False
-                conn.last_rx = conn.time()
-                if conn.transport is not None and not conn.transport.is_closing():
-                    conn.transport.resume_reading()
-                    log.info("ESL %s: socket reading resumed (%d events queued)", self.name, depth)
-        if self._warned and depth < self._rearm_at:
-            self._warned = False
+    def _on_resume(self, conn: _Connection) -> None:
+        conn.last_rx = conn.time()  # the watchdog must not count the paused time as silence
 
     # -- internals: dispatch --------------------------------------------------------------------
     async def _worker(self) -> None:
