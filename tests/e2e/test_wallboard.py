@@ -113,21 +113,28 @@ async def test_wallboard_shows_a_call_and_whisper_sends_the_request(database, tm
         now = env.controller.clock()
         env.feed(AgentOffered(pbx="ast1", call_id="c-live", at=now, queue="sales", agent="PJSIP/1001"),
                  AgentConnected(pbx="ast1", call_id="c-live", at=now, queue="sales", agent="PJSIP/1001"))
-        row = await asyncio.to_thread(
-            wait_until, lambda: browser.find_element(By.CSS_SELECTOR, 'tr[data-call="c-live"]'), what="the call row")
-        assert "Ivanova A." in row.text and "talking" in row.text
+        # The table is re-rendered on every live update: read the row fresh each try (a row found a
+        # moment ago can be stale by the time it is read or clicked).
+        def row_text() -> str:
+            text = browser.find_element(By.CSS_SELECTOR, 'tr[data-call="c-live"]').text
+            return text if "talking" in text else ""
+
+        text = await asyncio.to_thread(wait_until, row_text, what="the call row, talking")
+        assert "Ivanova A." in text
         await asyncio.to_thread(
             wait_until, lambda: "on a call" in browser.find_element(By.CSS_SELECTOR, '[data-agent="PJSIP/1001"]').text,
             what="alice on a call")
 
         # The supervisor types their phone once and clicks whisper.
-        def click_whisper() -> None:
-            box = browser.find_element(By.ID, "my-endpoint")
-            box.clear()
-            box.send_keys("PJSIP/1009")
-            browser.find_element(By.CSS_SELECTOR, 'tr[data-call="c-live"] button[data-mode="whisper"]').click()
+        box = browser.find_element(By.ID, "my-endpoint")
+        box.clear()
+        box.send_keys("PJSIP/1009")
 
-        await asyncio.to_thread(click_whisper)
+        def click_whisper() -> bool:
+            browser.find_element(By.CSS_SELECTOR, 'tr[data-call="c-live"] button[data-mode="whisper"]').click()
+            return True  # retried only while the button was stale: it is clicked once
+
+        await asyncio.to_thread(wait_until, click_whisper, what="a click on whisper")
         for _ in range(200):
             if any(isinstance(cmd, StartSpy) for cmd in env.pbx.commands):
                 break
