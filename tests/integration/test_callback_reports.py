@@ -85,3 +85,24 @@ async def test_bad_arguments_are_refused(engine) -> None:
         await callback_report(engine, START, END, by="agent")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         await callback_report(engine, START, END, period="year")  # type: ignore[arg-type]
+
+
+async def test_queue_filter_and_named_columns(engine) -> None:
+    from callcenter.callbacks.reports import callback_columns
+
+    rows = await callback_report(engine, START, END, by="period", queue="support")
+    assert _table(rows) == {
+        ("2026-11-02", None): (1, 1, 0, 2, 2.0, 0, 0, 0),
+        ("2026-11-03", None): (1, 0, 0, 2, None, 0, 1, 0),
+    }
+    first = rows[0].row("period")
+    assert list(first) == list(callback_columns("period")) and "queue" not in first
+    assert (first["period"], first["within_deadline_pct"], first["attempts_per_success"]) == ("2026-11-02", 0.0, 2.0)
+    (total,) = await callback_report(engine, START, END, by="total")
+    t = total.row("total")
+    assert list(t) == list(callback_columns("total"))
+    # 2 of 7 in time; 9 attempts over 4 completed
+    assert (t["requested"], t["within_deadline"], t["within_deadline_pct"], t["attempts_per_success"]) == (
+        7, 2, 28.57, 2.25)
+    both = (await callback_report(engine, START, END, by="period_queue"))[0].row("period_queue")
+    assert (both["period"], both["queue"], both["attempts_per_success"]) == ("2026-11-02", "sales", 2.5)

@@ -108,3 +108,45 @@ async def test_bad_arguments_are_refused(engine) -> None:
         await nps_report(engine, START, END, by="period", period="fortnight")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         await nps_report(engine, datetime(2026, 11, 1), END)
+
+
+async def test_queue_and_agent_filters_apply_to_every_grouping(engine) -> None:
+    # sales only: per agent 1001 = 10, 9, (not answered) -> +100; 1002 = 7, 3 -> -50
+    assert _table(await nps_report(engine, START, END, by="agent", queue="sales")) == {
+        "PJSIP/1001": (3, 2, 1, 2, 0, 0, 100.0),
+        "PJSIP/1002": (2, 2, 0, 0, 1, 1, -50.0),
+    }
+    # Alice (1001) only, per queue: sales r1 r2 r5; support r8 r9 (both not answered -> no NPS)
+    assert _table(await nps_report(engine, START, END, by="queue", agent="PJSIP/1001")) == {
+        "sales": (3, 2, 1, 2, 0, 0, 100.0),
+        "support": (2, 0, 2, 0, 0, 0, None),
+    }
+    # per team, support only: north (Alice r8 r9) has no answer; south (Carol r6 r7) 0 and 8
+    assert _table(await nps_report(engine, START, END, by="team", queue="support")) == {
+        "north": (2, 0, 2, 0, 0, 0, None),
+        "south": (2, 2, 0, 0, 1, 1, -50.0),
+    }
+    assert await nps_report(engine, START, END, by="total", queue="nowhere") == []
+
+
+async def test_rows_name_their_columns(engine) -> None:
+    from callcenter.survey.reports import nps_columns
+
+    rows = await nps_report(engine, START, END, by="agent")
+    alice = rows[0].row("agent")
+    assert list(alice) == list(nps_columns("agent"))
+    assert (alice["agent"], alice["agent_name"]) == ("PJSIP/1001", "Alice")  # one name, not one per endpoint
+    assert (alice["promoters_pct"], alice["detractors_pct"], alice["nps"], alice["response_rate"]) == (
+        100.0, 0.0, 100.0, 40.0)
+    (total,) = await nps_report(engine, START, END, by="total")
+    t = total.row("total")
+    assert list(t) == list(nps_columns("total")) and "agent" not in t
+    # 2 of 6 promoters, 2 of 6 detractors: NPS = 33.3 - 33.3 = 0
+    assert (t["promoters_pct"], t["passives_pct"], t["detractors_pct"], t["nps"]) == (33.3, 33.3, 33.3, 0.0)
+    (quiet,) = await nps_report(engine, datetime(2026, 11, 2, 23, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC),
+                                by="queue")
+    q = quiet.row("queue")
+    assert (q["queue"], q["unanswered"], q["nps"], q["promoters_pct"], q["detractors_pct"]) == (
+        "sales", 1, None, None, None)
+    with pytest.raises(ValueError):
+        nps_columns("customer")  # type: ignore[arg-type]
