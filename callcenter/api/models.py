@@ -8,7 +8,7 @@ of a failed command later.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
 
@@ -137,7 +137,8 @@ class TokenIn(_Body):
 
 class WebhookIn(_Body):
     url: HttpUrl
-    kinds: Annotated[list[NotificationKind], Field(min_length=1, max_length=7)] = ["screen_pop", "call_ended"]
+    kinds: Annotated[list[NotificationKind], Field(min_length=1, max_length=len(get_args(NotificationKind)))] = [
+        "screen_pop", "call_ended"]
     secret: Annotated[str, Field(min_length=16, max_length=200)] | None = Field(
         default=None, description="HMAC key; generated (and returned once) if absent")
     active: bool = True
@@ -236,6 +237,20 @@ class AbandonsQuery(_ReportQuery):
 class AgentsReportQuery(_ReportQuery):
     agent: Annotated[str, Field(pattern=ENDPOINT, max_length=200)] | None = None
     by: Literal["day", "total"] = "day"
+
+
+class NpsReportQuery(_ReportQuery):
+    by: Literal["queue", "agent", "team", "period", "total"] = "queue"
+    period: Literal["day", "week", "month"] = Field(default="day", description="the period of by=period")
+    agent: Annotated[str, Field(pattern=ENDPOINT, max_length=200)] | None = Field(
+        default=None, description="only this agent's responses (PBX interface, e.g. PJSIP/1001)")
+
+
+class CallbacksReportQuery(_ReportQuery):
+    by: Literal["period", "queue", "period_queue", "total"] = "period"
+    period: Literal["day", "week", "month"] = Field(default="day", description="the period of by=period|period_queue")
+    deadline_minutes: Annotated[float, Field(gt=0, le=525_600)] | None = Field(
+        default=None, description="deadline of requests filed without their own (default: the callback policy's, 120)")
 
 
 # --- live, events ---------------------------------------------------------------------------
