@@ -365,9 +365,13 @@ class _QueueEntry:
     max_penalty: int | None
     deadline: float | None
     args: str
-    signal: Signal
+    signal: Signal  # dial-leg progress while ringing
+    turn: Signal  # its recheck tick while waiting for its turn (see AsteriskSim._wait_turn)
     legs: list[_Leg] = field(default_factory=list)
     pending: bool = False
+    waiting: bool = False  # in wait_our_turn
+    base: float = 0.0  # when it started waiting: the origin of its 1 s recheck grid
+    tick: Timer | None = None  # its next recheck, once something may have made it its turn
 
 
 # -- calls ------------------------------------------------------------------------------------------
@@ -1339,10 +1343,45 @@ class AsteriskSim(FakeAmiServer):
 
     # -- app_queue ---------------------------------------------------------------------------------
     def _queues_changed(self) -> None:
+        """Member availability, a caller's position or a ringing state may have changed: the
+        callers this can make \"their turn\" look again at their next 1 s recheck.
+
+        app_queue's wait_our_turn polls is_our_turn every RECHECK (1 s). Only the time a caller
+        notices its turn is observable, so instead of a timer per waiting caller per second, a
+        change schedules the recheck tick (on the caller's own 1 s grid) of the callers it may
+        have let in: is_our_turn is true only within the first <available members> callers not
+        already ringing someone, so only that head of each queue is looked at (O(available +
+        ringing), not O(waiting callers)). The tick checks again (the state may have moved on)."""
         self._version += 1
         for q in self.queues.values():
             if q.signal is not None:
-                q.signal.fire()
+                q.signal.fire()  # nobody in the simulator waits on it; kept for outside waiters
+            if q.entries:
+                self._schedule_turns(q)
+
+    def _schedule_turns(self, q: SimQueue) -> None:
+        avl = self._available(q)
+        if avl <= 0:
+            return
+        k = self.kernel
+        now = k.now()
+        r = self.recheck_s
+        idx = 0
+        for e in q.entries:
+            if e.pending:
+                continue  # ringing: not counted by is_our_turn (autofill)
+            if e.waiting and e.tick is None:
+                # the next tick of its grid strictly after now (a change at a tick is seen next time)
+                ticks = math.floor((now - e.base) / r + 1e-9) + 1
+                e.tick = k.call_at(e.base + ticks * r, self._turn_tick, e)
+            idx += 1
+            if idx >= avl:
+                return
+
+    def _turn_tick(self, entry: _QueueEntry) -> None:
+        entry.tick = None
+        if entry.waiting:
+            entry.turn.fire()
 
     def _available(self, q: SimQueue) -> int:
         # is_our_turn asks this for every waiting caller on every change: cache per state version
@@ -1369,6 +1408,8 @@ class AsteriskSim(FakeAmiServer):
                 return idx < avl
             if not e.pending:
                 idx += 1
+                if idx >= avl:
+                    return False  # (stop at the head: the rest cannot be within it)
         return False
 
     def _weight_ok(self, m: SimMember, q: SimQueue) -> bool:
@@ -1509,12 +1550,14 @@ class AsteriskSim(FakeAmiServer):
             k.now() + timeout if timeout > 0 else None,
             data,
             Signal(k, f"entry-{ch.name}"),
+            Signal(k, f"turn-{ch.name}"),
         )
         pos = len(q.entries)
-        for i, e in enumerate(q.entries):
-            if prio > e.prio:  # higher QUEUE_PRIO goes ahead of lower ones, FIFO within a priority
-                pos = i
-                break
+        if q.entries and prio > q.entries[-1].prio:  # (else: at the end, without a scan)
+            for i, e in enumerate(q.entries):
+                if prio > e.prio:  # higher QUEUE_PRIO goes ahead of lower ones, FIFO within a priority
+                    pos = i
+                    break
         q.entries.insert(pos, entry)
         entry.original_position = pos + 1
         ch.entry = entry
@@ -1556,15 +1599,19 @@ class AsteriskSim(FakeAmiServer):
             raise
 
     async def _wait_turn(self, entry: _QueueEntry) -> None:
-        k = self.kernel
-        base = k.now()
-        while not self._is_our_turn(entry):
-            assert entry.queue.signal is not None
-            await self._qwait(entry, entry.queue.signal, timeout=None)
-            # wait_our_turn polls every RECHECK (1 s): a freed member is seen on the next tick
-            # (status_queries: Carol added at +6.45, caller B who joined at +4.44 rung at +7.45).
-            ticks = math.floor((k.now() - base) / self.recheck_s + 1e-9) + 1
-            await self._qwait(entry, timeout=base + ticks * self.recheck_s - k.now())
+        # wait_our_turn polls every RECHECK (1 s) from when it starts: a freed member is seen on
+        # the caller's next tick (status_queries: Carol added at +6.45, caller B who joined at
+        # +4.44 rung at +7.45). The ticks that can matter are scheduled by _queues_changed.
+        entry.base = self.kernel.now()
+        try:
+            while not self._is_our_turn(entry):
+                entry.waiting = True
+                await self._qwait(entry, entry.turn, timeout=None)
+        finally:
+            entry.waiting = False
+            if entry.tick is not None:
+                entry.tick.cancel()
+                entry.tick = None
 
     async def _try_calling(self, entry: _QueueEntry) -> None:
         tried: set[str] = set()
