@@ -5,9 +5,12 @@ notifications and receives a ``gap`` event saying how many, never slowing the co
 The filter runs inside ``Bus.publish``, so it is set lookups only: the caller's scope is read
 once when the stream opens.
 
-What a token sees: admins everything; supervisors the calls, agents and queues of their teams;
-agents their own agent changes, screen pops and calls. A ``call_ended`` carries no queue or
-agent, so it is shown to a client that was shown that call before.
+What a token sees: admins everything; supervisors the calls, agents and queues of their teams,
+the callback requests and escalations (``callback``, ``callback_overdue``) of their teams' queues
+and the ``detractor`` scores (a post-call survey scored 0-6) of their teams' agents or queues;
+agents their own agent changes, screen pops and calls (not the detractor scores of their own
+calls: those are for the supervisor who calls the customer back). A ``call_ended`` carries no
+queue or agent, so it is shown to a client that was shown that call before.
 
 ``EventSource`` cannot send headers, so this one route also takes the token as
 ``?access_token=``. A token in a URL can end up in proxy logs and browser history: prefer a
@@ -27,10 +30,11 @@ from callcenter.api.auth import Scope
 from callcenter.api.live import agent_views
 from callcenter.api.models import EventsQuery
 from callcenter.api.router import Call, json_default, route
+from callcenter.api.webhooks import with_customer_name
 from callcenter.bus import Notification
 
 
-def make_filter(scope: Scope, q: EventsQuery, seen: set[str]) -> Any:
+def make_filter(scope: Scope, q: EventsQuery, seen: set[str], role: str | None = None) -> Any:
     kinds = frozenset(q.kinds) if q.kinds else None
 
     def visible(n: Notification) -> bool:
@@ -44,8 +48,10 @@ def make_filter(scope: Scope, q: EventsQuery, seen: set[str]) -> Any:
             return scope.interface(n.agent) or scope.queue(n.queue)
         if n.kind == "agent":
             return scope.interface(n.agent)
-        if n.kind in ("queue", "callback"):
+        if n.kind in ("queue", "callback", "callback_overdue"):
             return scope.queue(n.queue)
+        if n.kind == "detractor":
+            return role != "agent" and (scope.interface(n.agent) or scope.queue(n.queue))
         return False
 
     def wanted(n: Notification) -> bool:
@@ -97,7 +103,8 @@ async def _snapshot(c: Call, scope: Scope, q: EventsQuery, seen: set[str]) -> di
        summary="Live notifications as server-sent events (filter by kinds, queue, agent)")
 async def events(c: Call) -> Any:
     """Events: ``snapshot`` first (unless snapshot=false), then ``call``, ``call_ended``,
-    ``agent``, ``queue``, ``screen_pop``, ``callback`` and ``gap`` (notifications this client
+    ``agent``, ``queue``, ``screen_pop``, ``callback``, ``callback_overdue``, ``detractor`` (a
+    survey scored 0-6: call, score, agent, queue, customer id and name) and ``gap`` (notifications this client
     missed because it was too slow). A comment line every few seconds keeps proxies from
     closing an idle stream."""
     scope = await c.scope()
@@ -106,7 +113,7 @@ async def events(c: Call) -> Any:
     state, opts = c.state, c.ctx.options
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    with c.ctx.controller.bus.subscribe(size=opts.sse_queue_size, accept=make_filter(scope, q, seen)) as sub:
+    with c.ctx.controller.bus.subscribe(size=opts.sse_queue_size, accept=make_filter(scope, q, seen, c.me.role)) as sub:
         await resp.prepare(c.request)
         state.metrics.sse_clients += 1
         stop: asyncio.Future[Any] = asyncio.ensure_future(state.stopping.wait())
@@ -121,7 +128,7 @@ async def events(c: Call) -> Any:
                 done, _ = await asyncio.wait({get, stop}, timeout=opts.sse_heartbeat_s,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if get in done:
-                    n = get.result()
+                    n = await with_customer_name(c.ctx.database, get.result())
                     get = None
                     await resp.write(_frame(n.kind, n.to_dict(), n.id))
                 elif not done:

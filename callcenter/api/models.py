@@ -24,7 +24,8 @@ QueueName = Annotated[str, Field(pattern=QUEUE, max_length=80, examples=["sales"
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 Role = Literal["admin", "supervisor", "analyst", "agent"]
 SpyModeName = Literal["listen", "whisper", "barge"]
-NotificationKind = Literal["call", "call_ended", "agent", "queue", "screen_pop", "callback", "callback_overdue"]
+NotificationKind = Literal["call", "call_ended", "agent", "queue", "screen_pop", "callback", "callback_overdue",
+                           "detractor"]
 
 
 def _no_control(value: str) -> str:

@@ -1,4 +1,5 @@
-"""Webhooks: screen pops and call ends POSTed to configured URLs, signed, retried, never in the way.
+"""Webhooks: screen pops and call ends (or any notification kind a receiver asks for, e.g.
+``detractor``) POSTed to configured URLs, signed, retried, never in the way.
 
 The bus hook only filters by kind and enqueues into a bounded queue (``put_nowait``): call
 handling never waits for a slow or dead receiver. A full queue drops the notification and
@@ -16,6 +17,13 @@ Retries: connection errors, timeouts, 408, 429 and 5xx are retried after ``backo
 doubling up to ``backoff_max_s``, for ``max_attempts`` attempts in all; other 4xx answers are the
 receiver refusing the payload and are not retried. A notification given up on counts in
 ``callcenter_webhook_failures``.
+
+A receiver gets every notification of its kinds, whatever the team: registering one is an admin's
+act, like reading the whole floor (webhooks have no team of their own yet).
+
+``detractor`` (a post-call survey scored 0-6) is sent with the customer's name added
+(``data.customer_name``, one primary-key read when the notification is taken off the queue;
+null when unknown or the database does not answer in time), the same as on the event stream.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import hmac
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -46,6 +54,26 @@ SIGNATURE_HEADER = "X-Callcenter-Signature"
 TIMESTAMP_HEADER = "X-Callcenter-Timestamp"
 DELIVERY_HEADER = "X-Callcenter-Delivery"
 DEFAULT_KINDS = frozenset({"screen_pop", "call_ended"})
+
+
+NAME_TIMEOUT_S = 1.0
+
+
+async def with_customer_name(database: Database, n: Notification) -> Notification:
+    """A ``detractor`` notification with ``data.customer_name`` (the CRM name of
+    ``data.customer_id``); any other notification as it is. Never raises: a slow or failing
+    database gives a null name rather than holding the notification."""
+    if n.kind != "detractor" or "customer_name" in n.data:
+        return n
+    name: str | None = None
+    customer_id = n.data.get("customer_id")
+    if isinstance(customer_id, int) and not isinstance(customer_id, bool):
+        try:
+            async with asyncio.timeout(NAME_TIMEOUT_S), database.engine.connect() as conn:
+                name = await conn.scalar(text("SELECT name FROM customers WHERE id = :id"), {"id": customer_id})
+        except Exception as exc:
+            log.warning("detractor %s: no customer name (%s)", n.data.get("call_id"), exc)
+    return replace(n, data={**n.data, "customer_name": name})
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -75,6 +103,9 @@ class WebhookDispatcher:
         self._loaded_at = float("-inf")
         self._stale = True
         self._task: asyncio.Task[None] | None = None
+        self._reload: asyncio.Task[None] | None = None
+        self._generation = 0  # bumped by invalidate(): a read that began before is stale already
+        self._load_lock = asyncio.Lock()  # one read at a time, so an older read never lands last
         self._deliveries: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(options.webhook_concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -90,8 +121,21 @@ class WebhookDispatcher:
             self.metrics.webhook_dropped.inc()
 
     def invalidate(self) -> None:
-        """The webhooks table changed: re-read it before the next delivery."""
+        """The webhooks table changed: re-read it now. The hook only passes on the kinds some
+        receiver asked for, so a receiver added for another kind (``detractor``) would otherwise
+        get nothing until a notification of a default kind made the dispatcher re-read the table."""
         self._stale = True
+        self._generation += 1
+        if self._task is not None and (self._reload is None or self._reload.done()):
+            self._reload = asyncio.get_running_loop().create_task(self._refresh(), name="webhooks-reload")
+
+    async def _refresh(self) -> None:
+        while self._stale:  # again if the table changed while it was being read
+            try:
+                await self._load()
+            except Exception as exc:
+                log.warning("webhooks: cannot read the webhooks table (%s); retrying at the next delivery", exc)
+                return
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -101,7 +145,7 @@ class WebhookDispatcher:
         self._task = asyncio.create_task(self._run(), name="webhooks")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._deliveries) if t is not None]
+        tasks = [t for t in (self._task, self._reload, *self._deliveries) if t is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -110,12 +154,14 @@ class WebhookDispatcher:
 
     # -- work ------------------------------------------------------------------------------------
     async def _load(self) -> None:
-        async with self.database.engine.connect() as conn:
-            rows = await conn.execute(text("SELECT id, url, secret, kinds FROM webhooks WHERE active ORDER BY id"))
-            self._targets = [Target(r.id, r.url, r.secret, frozenset(r.kinds)) for r in rows]
-        self.kinds = DEFAULT_KINDS.union(*(t.kinds for t in self._targets))
-        self._loaded_at = time.monotonic()
-        self._stale = False
+        async with self._load_lock:
+            generation = self._generation
+            async with self.database.engine.connect() as conn:
+                rows = await conn.execute(text("SELECT id, url, secret, kinds FROM webhooks WHERE active ORDER BY id"))
+                self._targets = [Target(r.id, r.url, r.secret, frozenset(r.kinds)) for r in rows]
+            self.kinds = DEFAULT_KINDS.union(*(t.kinds for t in self._targets))
+            self._loaded_at = time.monotonic()
+            self._stale = generation != self._generation
 
     async def targets(self) -> list[Target]:
         if self._stale or time.monotonic() - self._loaded_at > self.options.webhook_refresh_s:
@@ -129,6 +175,7 @@ class WebhookDispatcher:
     async def _run(self) -> None:
         while True:
             n = await self.queue.get()
+            n = await with_customer_name(self.database, n)
             for target in await self.targets():
                 if n.kind in target.kinds:
                     await self._slots.acquire()

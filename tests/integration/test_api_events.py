@@ -159,3 +159,41 @@ async def test_sse_clients_are_counted_and_the_stream_ends_on_shutdown(database,
             assert with_eof
         await asyncio.sleep(0.1)
         assert env.state.metrics.sse_clients == 0
+
+
+async def test_detractors_and_callback_escalations_reach_the_supervisors_of_the_team(database, tmp_path) -> None:
+    from sqlalchemy import text
+
+    async with api_env(database, tmp_path) as env:
+        async with env.engine.begin() as conn:
+            anna = (await conn.execute(text("INSERT INTO customers (name) VALUES ('Anna Ivanova') RETURNING id"))
+                    ).scalar_one()
+        q = "?snapshot=false&kinds=detractor,callback_overdue"
+        async with stream(env, "sup_red", q) as red, stream(env, "sup_blue", q) as blue, \
+                stream(env, "admin", q) as admin, stream(env, "alice", q) as alice, \
+                stream(env, "bob", q) as bob:
+            bus = env.controller.bus
+            bus.publish("detractor", {"call_id": "d-red", "agent": "PJSIP/1001", "queue": "sales",
+                                      "customer_id": anna, "score": 3}, agent="PJSIP/1001", queue="sales")
+            bus.publish("detractor", {"call_id": "d-blue", "agent": "PJSIP/1002", "queue": "support",
+                                      "customer_id": None, "score": 0}, agent="PJSIP/1002", queue="support")
+            # alice (red) answered a support call (blue's queue): both supervisors may call back
+            bus.publish("detractor", {"call_id": "d-both", "agent": "PJSIP/1001", "queue": "support",
+                                      "customer_id": None, "score": 6}, agent="PJSIP/1001", queue="support")
+            bus.publish("callback_overdue", {"callback_id": 7, "reason": "overdue"}, queue="sales")
+            got = {who: await s.kinds_until_quiet() for who, s in
+                   (("red", red), ("blue", blue), ("admin", admin), ("alice", alice), ("bob", bob))}
+
+    def seen(who: str) -> list[tuple[str, Any]]:
+        return [(k, d["data"].get("call_id") or d["data"].get("callback_id")) for k, d in got[who]]
+
+    assert seen("red") == [("detractor", "d-red"), ("detractor", "d-both"), ("callback_overdue", 7)]
+    assert seen("blue") == [("detractor", "d-blue"), ("detractor", "d-both")]
+    assert seen("admin") == [("detractor", "d-red"), ("detractor", "d-blue"), ("detractor", "d-both"),
+                             ("callback_overdue", 7)]
+    assert seen("alice") == [] and seen("bob") == []  # the scored agents are not told
+    red_detractor = got["red"][0][1]
+    assert (red_detractor["agent"], red_detractor["queue"]) == ("PJSIP/1001", "sales")
+    assert red_detractor["data"] == {"call_id": "d-red", "agent": "PJSIP/1001", "queue": "sales",
+                                     "customer_id": anna, "customer_name": "Anna Ivanova", "score": 3}
+    assert got["blue"][0][1]["data"]["customer_name"] is None  # an unknown caller

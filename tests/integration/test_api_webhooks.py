@@ -150,3 +150,30 @@ async def test_an_unreachable_receiver_does_not_slow_publishing(database, tmp_pa
         dropped = float(next(line.split()[-1] for line in metrics.splitlines()
                              if line.startswith("callcenter_webhook_dropped_total")))
         assert dropped >= 195
+
+
+async def test_a_detractor_is_sent_to_receivers_that_ask_for_it_with_the_customer_name(database, tmp_path) -> None:
+    from sqlalchemy import text
+
+    async with api_env(database, tmp_path) as env, receiver() as (rec, url), receiver() as (plain, plain_url):
+        async with env.engine.begin() as conn:
+            anna = (await conn.execute(text("INSERT INTO customers (name) VALUES ('Anna Ivanova') RETURNING id"))
+                    ).scalar_one()
+        hook = await add_hook(env, url, kinds=["detractor"])
+        await add_hook(env, plain_url)  # the default kinds: screen pops and call ends only
+        bus = env.controller.bus
+        bus.publish("detractor", {"call_id": "d1", "agent": "PJSIP/1001", "queue": "sales", "customer_id": anna,
+                                  "score": 2}, agent="PJSIP/1001", queue="sales")
+        bus.publish("callback_overdue", {"callback_id": 1}, queue="sales")  # not asked for
+        await wait_for(lambda: len(rec.requests) >= 1)
+        await asyncio.sleep(0.3)
+        assert len(rec.requests) == 1 and plain.requests == []
+        r = rec.requests[0]
+        h = r["headers"]
+        assert verify(hook["secret"], h["X-Callcenter-Timestamp"], r["body"], h["X-Callcenter-Signature"])
+        body = json.loads(r["body"])
+        assert (body["kind"], body["agent"], body["queue"]) == ("detractor", "PJSIP/1001", "sales")
+        assert body["data"] == {"call_id": "d1", "agent": "PJSIP/1001", "queue": "sales", "customer_id": anna,
+                                "customer_name": "Anna Ivanova", "score": 2}
+        status, hooks, _ = await env.req("GET", "/api/v1/webhooks")
+        assert status == 200 and ["detractor"] in [w["kinds"] for w in hooks["webhooks"]]
