@@ -46,6 +46,7 @@ Usage (an end-to-end test; ``clock=sim.clock`` keeps the client's timestamps on 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -72,7 +73,16 @@ from callcenter.sim.ami_server import (
     Fields,
     ami_uri_encode,
 )
-from callcenter.sim.dialplan import Dialplan, Step, parse_dialplan, split_app, substitute
+from callcenter.sim.dialplan import (
+    Dialplan,
+    Resolver,
+    Step,
+    _closing,
+    _lookup,
+    evaluate,
+    parse_dialplan,
+    split_app,
+)
 from callcenter.sim.kernel import Kernel, Proc, Signal, Timer
 
 __all__ = [
@@ -875,7 +885,9 @@ class AsteriskSim(FakeAmiServer):
         return ""
 
     def _subst(self, ch: SimChannel, text: str) -> str:
-        return substitute(text, lambda n, a: self._resolve(ch, n, a))
+        if "$" not in text:
+            return text
+        return _expand(text, lambda n, a: self._resolve(ch, n, a))
 
     def getvar(self, ch: SimChannel, name: str) -> str:
         name = name.strip()
@@ -1005,7 +1017,7 @@ class AsteriskSim(FakeAmiServer):
             return None
         return await handler(ch, data)
 
-    @property
+    @functools.cached_property
     def _apps(self) -> dict[str, Callable[[SimChannel, str], Any]]:
         return {
             "noop": self._app_noop,
@@ -2910,6 +2922,62 @@ def _is_num(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_EXPANSIONS: dict[str, tuple[tuple[bool, str], ...] | None] = {}
+
+
+def _expansions(text: str) -> tuple[tuple[bool, str], ...] | None:
+    """``text`` cut where ``substitute`` would expand: (True, literal run) and (False, one whole
+    ``${...}``/``$[...]``), found exactly as ``substitute`` scans (an unclosed one is literal to
+    the end); None when there is nothing to expand. Substituting the pieces one by one gives
+    ``substitute(text)`` without its character-by-character walk over the literal runs (a
+    third of the simulator's time per call). Cached: the texts are the dialplan's arguments."""
+    if "$" not in text:
+        return None
+    cached = _EXPANSIONS.get(text, ())
+    if cached != ():
+        return cached  # type: ignore[return-value]
+    parts: list[tuple[bool, str]] = []
+    i = start = 0
+    n = len(text)
+    while True:
+        i = text.find("$", i)
+        if i < 0 or i + 1 >= n:
+            break
+        opener = text[i + 1]
+        if opener not in "{[":
+            i += 1
+            continue
+        j = _closing(text, i + 1, opener, "}" if opener == "{" else "]")
+        if j < 0:
+            break  # substitute: the rest is literal
+        if i > start:
+            parts.append((True, text[start:i]))
+        parts.append((False, text[i : j + 1]))
+        i = start = j + 1
+    if start < n:
+        parts.append((True, text[start:]))
+    out = tuple(parts) if any(not literal for literal, _ in parts) else None
+    if len(_EXPANSIONS) < 4096:
+        _EXPANSIONS[text] = out
+    return out
+
+
+def _expand(text: str, resolve: Resolver) -> str:
+    """``dialplan.substitute(text, resolve)``, piece by piece (see ``_expansions``)."""
+    parts = _expansions(text)
+    if parts is None:
+        return text
+    out = []
+    for literal, part in parts:
+        if literal:
+            out.append(part)
+        elif part[1] == "{":
+            out.append(_lookup(_expand(part[2:-1], resolve), resolve))
+        else:
+            out.append(evaluate(_expand(part[2:-1], resolve)))
+    return "".join(out)
 
 
 def _prompt_len(prompt: str) -> float:
