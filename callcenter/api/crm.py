@@ -59,7 +59,17 @@ SELECT c.id, c.name, c.tier, c.segment, c.language, c.tags, c.assigned_agent_id,
 """
 
 
-async def _card(conn: AsyncConnection, customer_id: int, history: int) -> dict[str, Any] | None:
+# Recent post-call survey scores: a caller who did not answer has score null and answered false
+# (never 0). Only the API's card reads them; the routing lookup (crm.lookup) does not.
+_SURVEYS_SQL = """
+SELECT s.at, s.call_id, s.score, s.answered, s.agent,
+       (SELECT min(a.name) FROM agent_endpoints e JOIN agents a ON a.id = e.agent_id
+         WHERE e.interface = s.agent) AS agent_name, s.queue
+  FROM survey_responses s WHERE s.customer_id = :id ORDER BY s.at DESC, s.id DESC LIMIT :n
+"""
+
+
+async def _card(conn: AsyncConnection, customer_id: int, history: int, surveys: int = 0) -> dict[str, Any] | None:
     row = (await conn.execute(text(_CARD_SQL + " WHERE c.id = :id"), {"id": customer_id})).mappings().first()
     if row is None:
         return None
@@ -73,6 +83,8 @@ async def _card(conn: AsyncConnection, customer_id: int, history: int) -> dict[s
         "SELECT call_id, entered_at, outcome, queue, agent, talk_s, queue_wait_s FROM calls WHERE customer_id = :id "
         "ORDER BY entered_at DESC LIMIT :n"), {"id": customer_id, "n": history})
     out["calls"] = [dict(r) for r in calls.mappings()]
+    out["surveys"] = ([dict(r) for r in (await conn.execute(text(_SURVEYS_SQL), {"id": customer_id, "n": surveys}))
+                       .mappings()] if surveys else [])
     return out
 
 
@@ -117,10 +129,13 @@ async def create_customer(c: Call) -> Any:
 
 
 @route("GET", "/api/v1/customers/{customer_id}", roles=CRM, query=CustomerCardQuery, tag="crm",
-       summary="A customer's card with recent interactions and calls")
+       summary="A customer's card with recent interactions, calls and survey scores")
 async def get_customer(c: Call) -> Any:
+    """``interactions`` and ``calls``: the newest ``history``; ``surveys``: the newest
+    ``surveys`` post-call survey responses (at, call_id, score, answered, agent, agent_name,
+    queue), a survey the caller did not answer with ``score`` null and ``answered`` false."""
     async with c.ctx.database.engine.connect() as conn:
-        out = await _card(conn, c.path["customer_id"], c.query.history)
+        out = await _card(conn, c.path["customer_id"], c.query.history, c.query.surveys)
     if out is None:
         raise not_found(f"no customer {c.path['customer_id']}")
     return out

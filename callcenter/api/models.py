@@ -193,6 +193,8 @@ class CustomerQuery(BaseModel):
 
 class CustomerCardQuery(BaseModel):
     history: Annotated[int, Field(ge=0, le=200)] = 20
+    surveys: Annotated[int, Field(ge=0, le=200)] = Field(
+        default=10, description="how many recent survey scores (newest first)")
 
 
 class CallbackIn(_Body):

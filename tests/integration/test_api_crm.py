@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from callcenter.bus import Notification
 from tests.integration.test_api_support import T0, api_env
@@ -108,3 +108,52 @@ async def test_callback_validation(database, tmp_path) -> None:
             assert problem["errors"][0]["path"] == path, (body, problem)
         async with env.engine.connect() as conn:
             assert await conn.scalar(text("SELECT count(*) FROM callbacks")) == 0
+
+
+async def test_the_card_shows_recent_survey_scores_and_not_answered_is_not_zero(database, tmp_path) -> None:
+    async with api_env(database, tmp_path) as env:
+        _, card, _ = await env.req("POST", "/api/v1/customers", json={"name": "Anna Ivanova"})
+        cid = card["id"]
+        assert card["surveys"] == []
+        _, other, _ = await env.req("POST", "/api/v1/customers", json={"name": "Boris"})
+        async with env.engine.begin() as conn:
+            for call_id, customer, agent, queue, score, days_ago in (
+                    ("v1", cid, "PJSIP/1001", "sales", 9, 3), ("v2", cid, "PJSIP/1002", "support", None, 2),
+                    ("v3", cid, "PJSIP/1001", "sales", 0, 1), ("v4", other["id"], "PJSIP/1001", "sales", 2, 0)):
+                await conn.execute(text(
+                    "INSERT INTO survey_responses (call_id, customer_id, agent, queue, score, answered, at) "
+                    "VALUES (:c, :cust, :a, :q, :s, :ans, :at)"),
+                    {"c": call_id, "cust": customer, "a": agent, "q": queue, "s": score, "ans": score is not None,
+                     "at": T0 - timedelta(days=days_ago)})
+        status, shown, _ = await env.req("GET", f"/api/v1/customers/{cid}", "alice")
+        assert status == 200
+        # newest first; a score of 0 is a score, a caller who did not answer has none
+        assert [(s["call_id"], s["score"], s["answered"], s["agent"], s["agent_name"], s["queue"])
+                for s in shown["surveys"]] == [
+            ("v3", 0, True, "PJSIP/1001", "Alice", "sales"),
+            ("v2", None, False, "PJSIP/1002", "Bob", "support"),
+            ("v1", 9, True, "PJSIP/1001", "Alice", "sales")]
+        assert shown["surveys"][0]["at"].startswith((T0 - timedelta(days=1)).date().isoformat())
+        _, shown, _ = await env.req("GET", f"/api/v1/customers/{cid}", params={"surveys": "1"})
+        assert [s["call_id"] for s in shown["surveys"]] == ["v3"]
+        _, shown, _ = await env.req("GET", f"/api/v1/customers/{cid}", params={"surveys": "0"})
+        assert shown["surveys"] == [] and "interactions" in shown
+        status, body, _ = await env.req("GET", f"/api/v1/customers/{cid}", params={"surveys": "201"})
+        assert status == 422 and body["errors"][0]["path"] == "surveys"
+
+
+async def test_the_routing_lookup_does_not_read_survey_scores(database, tmp_path) -> None:
+    from callcenter.crm.repository import CustomerRepository
+
+    async with api_env(database, tmp_path) as env:
+        _, card, _ = await env.req("POST", "/api/v1/customers", json={
+            "name": "Anna Ivanova", "phones": [{"number": "+12025550101"}]})
+        async with env.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO survey_responses (call_id, customer_id, score, answered) "
+                                    "VALUES ('v1', :c, 3, true)"), {"c": card["id"]})
+        statements: list[str] = []
+        event.listen(env.engine.sync_engine, "before_cursor_execute",
+                     lambda conn, cursor, statement, *a: statements.append(statement))
+        found = await CustomerRepository(env.engine).lookup("+12025550101")
+        assert found is not None and found.name == "Anna Ivanova"
+        assert statements and not any("survey_responses" in s for s in statements)
