@@ -191,7 +191,7 @@ def _lazy(
 # Subcommands whose module defines add_arguments(parser) and run(args, settings).
 _MODULE_COMMANDS = (
     ("rules", "callcenter.routing.cli", "routing rules: check, explain, schema, reload"),
-    ("report", "callcenter.analytics.reports", "analyst reports: kpi, abandons, agents"),
+    ("report", "callcenter.analytics.reports", "analyst reports: kpi, abandons, agents, fcr, nps, callbacks"),
     ("token", "callcenter.api.cli", "API tokens: create, list, revoke"),
     ("demo", "callcenter.demo", "run the whole product against a simulated PBX (zero set-up)"),
 )

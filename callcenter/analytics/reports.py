@@ -4,7 +4,8 @@
 ``AsyncEngine``, a ``callcenter.storage.db.Database`` or an asyncpg connection), a period
 ``[start, end)`` and options, and return plain rows (a list of dicts, JSON-ready except for
 datetimes). ``format_rows`` renders rows as an aligned table, CSV or JSON. ``add_arguments`` and
-``run`` implement ``callcenter report kpi|abandons|agents|fcr``.
+``run`` implement ``callcenter report kpi|abandons|agents|fcr``, and ``nps`` and ``callbacks``
+over ``callcenter.survey.reports`` and ``callcenter.callbacks.reports``.
 
 The figures are those of the ``cc_*`` SQL views (migration 0002) with the view's fixed choices
 made parameters: the service-level threshold (views: 20 s), the short-abandon threshold (views:
@@ -806,14 +807,15 @@ def format_rows(rows: Rows, fmt: str, columns: Sequence[str] | None = None) -> s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``callcenter report kpi|abandons|agents|fcr --from ISO --to ISO ...``"""
+    """``callcenter report kpi|abandons|agents|fcr|nps|callbacks --from ISO --to ISO ...``"""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--from", dest="start", required=True, metavar="ISO",
                         help="period start, inclusive (2025-03-01 or 2025-03-01T08:00; without offset: in --tz)")
     common.add_argument("--to", dest="end", required=True, metavar="ISO", help="period end, exclusive")
     common.add_argument("--queue", help="only this queue")
     common.add_argument("--tz", default="UTC", help="time zone of days, hours and offset-less times (default UTC)")
-    common.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    common.add_argument("--format", choices=(*FORMATS, "text"), default="table",
+                        help="output format (default table; text is the same)")
     common.add_argument("--output", "-o", metavar="PATH", help="write to PATH instead of standard output")
     sub = parser.add_subparsers(dest="report_kind", required=True, metavar="REPORT")
 
@@ -842,6 +844,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f.add_argument("--by", choices=_BUCKETS, default="day")
     f.add_argument("--window-hours", type=float, default=DEFAULT_FCR_WINDOW_H,
                    help="a call from the same customer within this many hours is a repeat (default 72)")
+
+    n = sub.add_parser("nps", parents=[common], help="post-call survey NPS per queue, agent, team or period")
+    n.add_argument("--by", choices=("queue", "agent", "team", "period", "total"), default="queue",
+                   help="one row per queue (default), agent, team, period (--period) or the whole period")
+    n.add_argument("--period", choices=("day", "week", "month"), default="day", help="with --by period (default day)")
+    n.add_argument("--agent", help="only this agent's surveys (PBX interface, e.g. PJSIP/1001)")
+
+    c = sub.add_parser("callbacks", parents=[common],
+                       help="callbacks requested, completed, within the deadline, attempts per success")
+    c.add_argument("--by", choices=("period", "queue", "period_queue", "total"), default="period",
+                   help="one row per period (default), queue, period and queue, or the whole period")
+    c.add_argument("--period", choices=("day", "week", "month"), default="day",
+                   help="with --by period or period_queue (default day)")
+    c.add_argument("--deadline-minutes", type=float, metavar="M",
+                   help="deadline of requests filed without their own (default: the callback policy's, 120)")
 
 
 def _parse_time(text: str, what: str) -> datetime:
@@ -872,7 +889,31 @@ async def _report(args: argparse.Namespace, db: Any) -> tuple[Rows, tuple[str, .
     if kind == "fcr":
         rows = await fcr(db, start, end, queue=args.queue, by=args.by, window_h=args.window_hours, tz=args.tz)
         return rows, FCR_COLUMNS
+    if kind in ("nps", "callbacks"):
+        return await _survey_or_callbacks(args, db, start, end)
     raise ValueError(f"unknown report {kind!r}")
+
+
+async def _survey_or_callbacks(args: argparse.Namespace, db: Any, start: datetime,
+                               end: datetime) -> tuple[Rows, tuple[str, ...]]:
+    """``nps`` and ``callbacks``: the SQL reports of the survey and callback packages (they run
+    on the SQLAlchemy engine of a ``Database``)."""
+    from callcenter.callbacks.core import CallbackPolicy
+    from callcenter.callbacks.reports import callback_columns, callback_report
+    from callcenter.survey.reports import nps_columns, nps_report
+
+    start, end, _ = _period(start, end, args.tz)
+    engine = getattr(db, "engine", db)
+    if args.report_kind == "nps":
+        nps_rows = await nps_report(engine, start, end, by=args.by, period=args.period, tz=args.tz,
+                                    queue=args.queue, agent=args.agent)
+        return [r.row(args.by) for r in nps_rows], nps_columns(args.by)
+    if args.deadline_minutes is not None and not args.deadline_minutes > 0:
+        raise ValueError("--deadline-minutes must be more than 0")
+    policy = CallbackPolicy(deadline=timedelta(minutes=args.deadline_minutes)) if args.deadline_minutes else None
+    cb_rows = await callback_report(engine, start, end, by=args.by, period=args.period, tz=args.tz, policy=policy,
+                                    queue=args.queue)
+    return [r.row(args.by) for r in cb_rows], callback_columns(args.by)
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:
@@ -886,9 +927,10 @@ def run(args: argparse.Namespace, settings: Any) -> int:
             if await current_revision(db.engine) is None:
                 return 1, "the database has no schema yet: run `callcenter db upgrade` first"
             rows, cols = await _report(args, db)
-            if args.format == "table" and args.report_kind in ("kpi", "fcr"):  # queue None: all calls
+            fmt = "table" if args.format == "text" else args.format
+            if fmt == "table" and args.report_kind in ("kpi", "fcr"):  # queue None: all calls
                 rows = [{**r, "queue": "(all)" if r["queue"] is None else r["queue"]} for r in rows]
-            return 0, format_rows(rows, args.format, cols)
+            return 0, format_rows(rows, fmt, cols)
         finally:
             await db.close()
 
