@@ -86,16 +86,24 @@ _ARRAY_SEP = "|:"
 _scan_json = json.JSONDecoder().raw_decode
 _new = object.__new__
 _MISSING: Any = object()
-_NEEDLES: dict[str, tuple[str, str, int]] = {}
+_NEEDLES: dict[str, tuple[str, str, str | None, int]] = {}
 
 
-def _plain_needles(key: str) -> tuple[str, str, int]:
-    """``("Key: ", '"Key":', len("Key: "))``: the plain and JSON needles, cached for the keys
-    code asks for. Without the leading separator on purpose: CPython's reverse search skips by
-    the needle's first character, and a line feed or quote occurs every few dozen characters."""
+def _needles(key: str) -> tuple[str, str, str | None, int]:
+    """``("\\nKey: ", "Key: ", '"Key":', len(key))``: the needles that find header ``key``, cached
+    for the keys code asks for.
+
+    With the separator in front, a match is the header itself, never the tail of a longer name
+    (``Caller-Unique-ID`` ends with ``Unique-ID``), so one reverse search finds the last one
+    (measured: no slower than without it). Plain: a header line starts after a line feed, or
+    is the first line (``"Key: "`` at 0). JSON: in valid JSON a quote inside a string is
+    escaped, so ``"Key":`` can only be a key of the (flat) object. A key with a quote or a
+    backslash has no JSON needle (None: looked up in the decoded object).
+    """
     found = _NEEDLES.get(key)
     if found is None:
-        found = (key + ": ", key + '":', len(key) + 2)
+        json_needle = None if ('"' in key or "\\" in key) else f'"{key}":'
+        found = ("\n" + key + ": ", key + ": ", json_needle, len(key))
         if len(_NEEDLES) < 4096:  # keys come from code, but never let odd input grow it
             _NEEDLES[key] = found
     return found
@@ -240,42 +248,43 @@ class EslEvent:
 
     def _plain_get(self, key: str) -> str | None:
         text: str = self._text  # type: ignore[assignment]
-        needle, _, n = _NEEDLES.get(key) or _plain_needles(key)
+        needle, first, _, n = _NEEDLES.get(key) or _needles(key)
         hend = self._hend if self._hend >= 0 else self._header_end()
-        # The last occurrence (see the class doc), at a line start (not the tail of a longer
-        # name: Caller-Unique-ID ends with Unique-ID), and only inside the header block: the
-        # event's own body may contain anything, e.g. "Unique-ID: " in an api result.
+        # The last occurrence (see the class doc), at a line start, and only inside the header
+        # block: the event's own body may contain anything, e.g. "Unique-ID: " in an api result.
         i = text.rfind(needle, 0, hend)
-        while i > 0 and text[i - 1] != "\n":
-            i = text.rfind(needle, 0, i)
-        if i < 0:
+        if i >= 0:
+            start = i + n + 3
+        elif text.startswith(first) and hend >= n + 2:
+            start = n + 2
+        else:
             return None
-        start = i + n
         end = text.find("\n", start)
         value = text[start:] if end < 0 else text[start:end]
         return url_decode(value) if "%" in value else value
 
     def _json_get(self, key: str) -> str | None:
         text: str = self._text  # type: ignore[assignment]
-        if '"' in key or "\\" in key:
+        _, _, needle, n = _NEEDLES.get(key) or _needles(key)
+        if needle is None:
             return self.headers.get(key)
-        _, needle, n = _NEEDLES.get(key) or _plain_needles(key)
-        # In valid JSON a quote inside a string is escaped, so 'Key":' right after a quote can
-        # only be a key of the (flat) object; the last one, as json.loads keeps for duplicates.
+        # The last one, as json.loads keeps for duplicate keys.
         i = text.rfind(needle)
-        while i > 0 and text[i - 1] != '"':
-            i = text.rfind(needle, 0, i)
-        if i <= 0:
+        if i < 0:
             return None
-        start = i + n
-        if text.startswith('"', start):
+        start = i + n + 3
+        if text[start : start + 1] == '"':
             end = text.find('"', start + 1)
             if end > 0:
                 value = text[start + 1 : end]
                 if "\\" not in value:
                     return value
+        return self._json_slow(key, start)
+
+    def _json_slow(self, key: str, start: int) -> str:
+        """A value that is not a plain string: escapes, an array header, a number."""
         try:
-            obj, _ = _scan_json(text, start)
+            obj, _ = _scan_json(self._text or "", start)
         except ValueError as exc:
             raise EslDecodeError(f"bad JSON value for {key!r}: {exc}") from None
         return _json_value(obj)
@@ -420,30 +429,49 @@ class EslEvent:
         h = self._h
         if h is not None:
             return h.get(key, default)
-        # Each lookup is a search of the whole event; a translator reads some headers more than
-        # once per event (14 % of its lookups on the captures): remember the answers.
+        # Each lookup is a search of the event; a translator may read a header more than once
+        # per event: remember the answers.
         memo = self._memo
         if memo is None:
             memo = self._memo = {}
-        else:
-            found = memo.get(key, _MISSING)
-            if found is not _MISSING:
-                return default if found is None else found  # type: ignore[return-value]
+        elif key in memo:
+            found = memo[key]
+            return default if found is None else found
+        # _json_get / _plain_get inlined (on a small core a call costs as much as a short
+        # search): this is what translators call for every field they read.
+        text: str = self._text  # type: ignore[assignment]
+        value: str | None
         if self._fmt != _PLAIN:
-            value = self._json_get(key)
+            _, _, needle, n = _NEEDLES.get(key) or _needles(key)
+            if needle is None:
+                value = self.headers.get(key)
+            else:
+                i = text.rfind(needle)
+                if i < 0:
+                    memo[key] = None
+                    return default
+                start = i + n + 3
+                value = None
+                if text[start : start + 1] == '"':
+                    end = text.find('"', start + 1)
+                    if end > 0:
+                        value = text[start + 1 : end]
+                        if "\\" in value:
+                            value = None
+                if value is None:
+                    value = self._json_slow(key, start)
             memo[key] = value
             return default if value is None else value
-        # _plain_get inlined: this is what translators call for every field they read.
-        text: str = self._text  # type: ignore[assignment]
-        needle, _, n = _NEEDLES.get(key) or _plain_needles(key)
+        needle, first, _, n = _NEEDLES.get(key) or _needles(key)
         hend = self._hend if self._hend >= 0 else self._header_end()
         i = text.rfind(needle, 0, hend)
-        while i > 0 and text[i - 1] != "\n":
-            i = text.rfind(needle, 0, i)
-        if i < 0:
+        if i >= 0:
+            start = i + n + 3
+        elif text.startswith(first) and hend >= n + 2:
+            start = n + 2
+        else:
             memo[key] = None
             return default
-        start = i + n
         end = text.find("\n", start)
         value = text[start:] if end < 0 else text[start:end]
         if "%" in value:
