@@ -389,7 +389,10 @@ class FakeEslServer:
         self.received: list[EslFrame] = []
         self.logins = 0
         self.bytes_sent = 0
-        self.started_at = time.time()
+        # The switch's clock (Unix seconds): event dates, uptime. A simulator on virtual time
+        # replaces it so Event-Date-Timestamp and the CC-*-Time headers agree.
+        self.unix_time: Callable[[], float] = time.time
+        self.started_at = self.unix_time()
         # switch state (grows into the simulator)
         self.channels: dict[str, FakeChannel] = {}
         self.agent_status: dict[str, str] = {}
@@ -510,7 +513,7 @@ class FakeEslServer:
         calling: tuple[str, str, int] = ("switch_event.c", "switch_event_fire", 0),
     ) -> list[tuple[str, str]]:
         """The headers FreeSWITCH puts on every event, then the channel's, then ``fields``."""
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self.unix_time(), UTC)
         local = now.astimezone()
         out: list[tuple[str, str]] = []
         if subclass is not None:
@@ -583,7 +586,7 @@ class FakeEslServer:
                 self.heartbeat()
 
     def heartbeat(self) -> None:
-        up = time.time() - self.started_at
+        up = self.unix_time() - self.started_at
         ms = int(up * 1000)
         self.emit(
             "HEARTBEAT",
@@ -808,7 +811,7 @@ class FakeEslServer:
 
     # -- default api commands --------------------------------------------------------------------
     def _api_status(self, session: EslSession, arg: str | None) -> str:
-        ms = int((time.time() - self.started_at) * 1000)
+        ms = int((self.unix_time() - self.started_at) * 1000)
         return (
             f"UP 0 years, 0 days, 0 hours, {ms // 60_000} minutes, {ms // 1000 % 60} seconds, "
             f"{ms % 1000} milliseconds, 0 microseconds\n"
