@@ -232,9 +232,13 @@ class EslEvent:
         if hend >= 0:
             return hend
         text: str = self._text  # type: ignore[assignment]
-        i = text.find("Content-Length: ")
-        while i > 0 and text[i - 1] != "\n":
-            i = text.find("Content-Length: ", i + 1)  # a longer name ending in Content-Length
+        # Most events have no body: one reverse search says so (faster than a forward one).
+        if text.rfind("\nContent-Length: ") < 0 and not text.startswith("Content-Length: "):
+            i = -1
+        else:
+            i = text.find("Content-Length: ")
+            while i > 0 and text[i - 1] != "\n":
+                i = text.find("Content-Length: ", i + 1)  # a longer name ending in Content-Length
         if i >= 0:
             hend = text.find("\n\n", i)
         elif text.endswith("\n\n"):
@@ -245,41 +249,6 @@ class EslEvent:
             hend = len(text)
         self._hend = hend
         return hend
-
-    def _plain_get(self, key: str) -> str | None:
-        text: str = self._text  # type: ignore[assignment]
-        needle, first, _, n = _NEEDLES.get(key) or _needles(key)
-        hend = self._hend if self._hend >= 0 else self._header_end()
-        # The last occurrence (see the class doc), at a line start, and only inside the header
-        # block: the event's own body may contain anything, e.g. "Unique-ID: " in an api result.
-        i = text.rfind(needle, 0, hend)
-        if i >= 0:
-            start = i + n + 3
-        elif text.startswith(first) and hend >= n + 2:
-            start = n + 2
-        else:
-            return None
-        end = text.find("\n", start)
-        value = text[start:] if end < 0 else text[start:end]
-        return url_decode(value) if "%" in value else value
-
-    def _json_get(self, key: str) -> str | None:
-        text: str = self._text  # type: ignore[assignment]
-        _, _, needle, n = _NEEDLES.get(key) or _needles(key)
-        if needle is None:
-            return self.headers.get(key)
-        # The last one, as json.loads keeps for duplicate keys.
-        i = text.rfind(needle)
-        if i < 0:
-            return None
-        start = i + n + 3
-        if text[start : start + 1] == '"':
-            end = text.find('"', start + 1)
-            if end > 0:
-                value = text[start + 1 : end]
-                if "\\" not in value:
-                    return value
-        return self._json_slow(key, start)
 
     def _json_slow(self, key: str, start: int) -> str:
         """A value that is not a plain string: escapes, an array header, a number."""
@@ -405,6 +374,18 @@ class EslEvent:
     def name(self) -> str:
         name = self._name
         if name is None:
+            text = self._text
+            if text is not None and self._fmt == _JSON:
+                # get()'s JSON path for one key, without the memo: half of an ALL stream is
+                # events a consumer drops by name.
+                i = text.rfind('"Event-Name":')
+                if i >= 0 and text[i + 13 : i + 14] == '"':
+                    end = text.find('"', i + 14)
+                    if end > 0:
+                        name = text[i + 14 : end]
+                        if "\\" not in name:
+                            self._name = name
+                            return name
             name = self._name = self.get("Event-Name") or ""
         return name
 
@@ -462,12 +443,19 @@ class EslEvent:
                     value = self._json_slow(key, start)
             memo[key] = value
             return default if value is None else value
+        # The last occurrence (see the class doc) at a line start, inside the header block: the
+        # event's own body may contain anything, e.g. "Unique-ID: " in an api result. The block
+        # is only looked for on a hit (a header on the first line, like Event-Name, needs no
+        # bound: a text starting with "Key: " has no blank line before it ends).
         needle, first, _, n = _NEEDLES.get(key) or _needles(key)
-        hend = self._hend if self._hend >= 0 else self._header_end()
-        i = text.rfind(needle, 0, hend)
+        i = text.rfind(needle)
+        if i >= 0:
+            hend = self._hend if self._hend >= 0 else self._header_end()
+            if i + n + 3 > hend:
+                i = text.rfind(needle, 0, hend)
         if i >= 0:
             start = i + n + 3
-        elif text.startswith(first) and hend >= n + 2:
+        elif text.startswith(first):
             start = n + 2
         else:
             memo[key] = None
