@@ -182,6 +182,7 @@ HOLD_APPS: frozenset[str] = frozenset({"park", "endless_playback"})
 DEFAULT_WATCHED_VARIABLES: frozenset[str] = frozenset({"CC_FAILOPEN"})
 
 NODE_VARIABLE = "CC_NODE"
+_NODE_HEADER = "variable_" + NODE_VARIABLE
 
 # Events that carry nothing the domain needs; they are not "unknown".
 IGNORED_EVENTS: frozenset[str] = frozenset(
@@ -405,24 +406,29 @@ class FreeswitchTranslator:
     def feed(self, ev: EslEvent, at: datetime) -> list[Event]:
         """Translate one ESL event received at ``at``."""
         name = ev.name
-        if name == "CUSTOM":
-            if ev.subclass != _CALLCENTER:
-                self.unknown[f"CUSTOM {ev.subclass}"] += 1
-                return []
-            return self._on_callcenter(ev, at)
         handler = _HANDLERS.get(name)
         if handler is None:
+            # Ignored by name (half of an ALL stream): nothing else of the event is read.
+            if name == "CUSTOM":
+                subclass = ev.get("Event-Subclass")
+                if subclass != _CALLCENTER:
+                    self.unknown[f"CUSTOM {subclass}"] += 1
+                    return []
+                return self._on_callcenter(ev, at)
             if name not in IGNORED_EVENTS:
                 self.unknown[name or "<no Event-Name>"] += 1
             return []
         # A CC_NODE set by uuid_setvar shows on the next event of the leg: before the handler, so
         # a ``set CC_NODE=...`` execution (which still carries the old value) is not undone.
-        events = self._watch_node_var(ev, at) if ev.unique_id else []
+        uuid = ev.get("Unique-ID")
+        events = self._watch_node_var(ev, at, uuid) if uuid else []
         events += handler(self, ev, at)
-        for e in events:
-            call = self._calls.get(e.call_id or "")
-            if call is not None and (call.last_at is None or e.at > call.last_at):
-                call.last_at = e.at
+        if events:
+            calls = self._calls
+            for e in events:
+                call = calls.get(e.call_id or "")
+                if call is not None and (call.last_at is None or e.at > call.last_at):
+                    call.last_at = e.at
         return events
 
     def caller_channel(self, call_id: str) -> str | None:
@@ -570,7 +576,7 @@ class FreeswitchTranslator:
 
     def _caller(self, ev: EslEvent, at: datetime, events: list[Event]) -> _Call | None:
         """The call of an event only a caller leg produces; adopts a caller seen mid-life."""
-        uuid = ev.unique_id or ""
+        uuid = ev.get("Unique-ID") or ""
         leg = self._legs.get(uuid)
         if leg is not None:
             return self._calls.get(leg.call_id) if leg.kind == "caller" else None
@@ -598,7 +604,7 @@ class FreeswitchTranslator:
 
     def _agent_leg(self, ev: EslEvent, at: datetime) -> _Leg | None:
         """An agent leg mod_callcenter originated (adopted from any of its events)."""
-        uuid = ev.unique_id or ""
+        uuid = ev.get("Unique-ID") or ""
         leg = self._legs.get(uuid)
         if leg is not None:
             return leg if leg.kind == "agent" else None
@@ -614,7 +620,7 @@ class FreeswitchTranslator:
 
     # -- channel lifecycle --------------------------------------------------------------------
     def _on_create(self, ev: EslEvent, at: datetime) -> list[Event]:
-        uuid = ev.unique_id
+        uuid = ev.get("Unique-ID")
         if not uuid or uuid in self._legs:
             return []
         if ev.get("variable_cc_member_session_uuid") and ev.get("variable_cc_side") != "member":
@@ -643,7 +649,7 @@ class FreeswitchTranslator:
         return events
 
     def _on_hangup(self, ev: EslEvent, at: datetime) -> list[Event]:
-        uuid = ev.unique_id or ""
+        uuid = ev.get("Unique-ID") or ""
         leg = self._legs.get(uuid) or self._agent_leg(ev, at)
         if leg is None or leg.hangup_at is not None:
             return []
@@ -662,7 +668,7 @@ class FreeswitchTranslator:
         return self._stop_spy(leg, at)
 
     def _on_hangup_complete(self, ev: EslEvent, at: datetime) -> list[Event]:
-        leg = self._legs.get(ev.unique_id or "")
+        leg = self._legs.get(ev.get("Unique-ID") or "")
         if leg is None:
             return []
         leg.disposition = ev.get("variable_sip_hangup_disposition")
@@ -684,7 +690,7 @@ class FreeswitchTranslator:
         return []
 
     def _on_destroy(self, ev: EslEvent, at: datetime) -> list[Event]:
-        uuid = ev.unique_id or ""
+        uuid = ev.get("Unique-ID") or ""
         leg = self._legs.pop(uuid, None)
         self._forget(uuid)
         if leg is None:
@@ -719,15 +725,18 @@ class FreeswitchTranslator:
         return HangupParty.UNKNOWN
 
     # -- dialplan / controller ----------------------------------------------------------------
-    def _watch_node_var(self, ev: EslEvent, at: datetime) -> list[Event]:
+    def _watch_node_var(self, ev: EslEvent, at: datetime, uuid: str | None = None) -> list[Event]:
         """``uuid_setvar <uuid> CC_NODE x`` emits nothing itself: the next event of the caller leg
-        carries ``variable_CC_NODE``."""
-        value = ev.get("variable_" + NODE_VARIABLE)
-        if not value:
+        carries ``variable_CC_NODE``. Read only on the events of a live call's caller leg (a
+        search of the whole event when it is absent, as on most events)."""
+        leg = self._legs.get((uuid if uuid is not None else ev.get("Unique-ID")) or "")
+        if leg is None or leg.kind != "caller":
             return []
-        leg = self._legs.get(ev.unique_id or "")
-        call = self._calls.get(leg.call_id) if leg is not None and leg.kind == "caller" else None
-        if call is None or call.node_var == value:
+        call = self._calls.get(leg.call_id)
+        if call is None:
+            return []
+        value = ev.get(_NODE_HEADER)
+        if not value or call.node_var == value:
             return []
         return self._named_node(call, value, at)
 
@@ -738,7 +747,7 @@ class FreeswitchTranslator:
         return [IvrNodeEntered(pbx=self.pbx, call_id=call.call_id, at=at, channel=call.call_id, node=value)]
 
     def _on_execute(self, ev: EslEvent, at: datetime) -> list[Event]:
-        uuid = ev.unique_id or ""
+        uuid = ev.get("Unique-ID") or ""
         leg = self._legs.get(uuid)
         app = (ev.get("Application") or "").lower()
         data = ev.get("Application-Data") or ""
@@ -782,7 +791,7 @@ class FreeswitchTranslator:
         return events
 
     def _on_execute_complete(self, ev: EslEvent, at: datetime) -> list[Event]:
-        uuid = ev.unique_id or ""
+        uuid = ev.get("Unique-ID") or ""
         leg = self._legs.get(uuid)
         app = (ev.get("Application") or "").lower()
         if leg is not None and leg.kind == "originated":
@@ -818,7 +827,7 @@ class FreeswitchTranslator:
         return events
 
     def _on_unpark(self, ev: EslEvent, at: datetime) -> list[Event]:
-        leg = self._legs.get(ev.unique_id or "")
+        leg = self._legs.get(ev.get("Unique-ID") or "")
         call = self._calls.get(leg.call_id) if leg is not None and leg.kind == "caller" else None
         if call is None or not call.controlled:
             return []
@@ -826,7 +835,7 @@ class FreeswitchTranslator:
         return [ControllerReleased(pbx=self.pbx, call_id=call.call_id, at=at, channel=call.call_id)]
 
     def _on_dtmf(self, ev: EslEvent, at: datetime) -> list[Event]:
-        uuid = ev.unique_id or ""
+        uuid = ev.get("Unique-ID") or ""
         digit = ev.get("DTMF-Digit") or ""
         leg = self._legs.get(uuid)
         if leg is None:
@@ -855,7 +864,7 @@ class FreeswitchTranslator:
         call = self._calls.get(session)
         if call is not None:
             return call
-        if ev.unique_id == session:  # fired on the member channel itself: adopt it
+        if ev.get("Unique-ID") == session:  # fired on the member channel itself: adopt it
             return self._caller(ev, at, events)
         return None
 
@@ -934,7 +943,7 @@ class FreeswitchTranslator:
         if call is None or not agent:
             return []
         queue = ev.get("CC-Queue")
-        agent_uuid = ev.get("CC-Agent-UUID") or ev.unique_id
+        agent_uuid = ev.get("CC-Agent-UUID") or ev.get("Unique-ID")
         leg = self._legs.get(agent_uuid or "") or self._agent_leg(ev, at)
         if leg is not None:
             leg.answered = True
@@ -1050,7 +1059,7 @@ class FreeswitchTranslator:
     def _on_bug_start(self, ev: EslEvent, at: datetime) -> list[Event]:
         if ev.get("Media-Bug-Function") != "eavesdrop":
             return []
-        target = ev.get("Media-Bug-Target") or ev.unique_id or ""
+        target = ev.get("Media-Bug-Target") or ev.get("Unique-ID") or ""
         target_leg = self._legs.get(target)
         if target_leg is None or target_leg.kind == "originated":
             return []
@@ -1066,7 +1075,7 @@ class FreeswitchTranslator:
     def _on_bug_stop(self, ev: EslEvent, at: datetime) -> list[Event]:
         if ev.get("Media-Bug-Function") != "eavesdrop":
             return []
-        target = ev.get("Media-Bug-Target") or ev.unique_id or ""
+        target = ev.get("Media-Bug-Target") or ev.get("Unique-ID") or ""
         spyers = [leg for leg in self._legs.values() if leg.spying is not None and leg.spying[1] == target]
         if len(spyers) != 1:
             return []  # which one stopped is told by its application's end / hangup
