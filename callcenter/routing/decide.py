@@ -45,7 +45,7 @@ from callcenter.routing.ivr import (
     ivr_commands,
     ivr_start,
 )
-from callcenter.routing.rules import WEEKDAYS, Action, ActionKind, RuleSet, When
+from callcenter.routing.rules import WEEKDAYS, Action, ActionKind, Rule, RuleSet, When
 
 if TYPE_CHECKING:
     from callcenter.crm.repository import CustomerCard
@@ -55,6 +55,7 @@ VAR_VOICEMAIL = "CC_VOICEMAIL"
 VAR_CALLBACK = "CC_CALLBACK"
 VAR_STICKY_AGENT = "CC_STICKY_AGENT"
 VAR_STICKY_S = "CC_STICKY_S"
+VAR_SURVEY = "CC_SURVEY"
 
 DISPLAY_NAME_MAX = 80
 
@@ -141,6 +142,22 @@ class TraceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackOfferPlan:
+    """The caller is offered a callback before joining the queue (the queue's ``callback_offer``
+    applied: its estimated wait was over the threshold when the call was routed)."""
+
+    queue: str  # logical queue that calls back
+    estimated_wait_s: float
+    prompt: str
+    key: str
+    timeout_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queue": self.queue, "estimated_wait_s": self.estimated_wait_s, "prompt": self.prompt,
+                "key": self.key, "timeout_ms": self.timeout_ms}
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     rule_id: str
     rules_version: str
@@ -161,6 +178,8 @@ class Decision:
     next_open: datetime | None = None
     mailbox: str | None = None  # action "voicemail"
     callback_queue: str | None = None  # action "callback"
+    survey: bool = False  # action "queue": post-call survey (CC_SURVEY) for this call
+    callback_offer: CallbackOfferPlan | None = None  # action "queue": offer a callback first
     fallback: bool = False
     lookup_failed: bool = False
     customer_id: int | None = None
@@ -187,6 +206,8 @@ class Decision:
             "next_open": self.next_open.isoformat() if self.next_open else None,
             "mailbox": self.mailbox,
             "callback_queue": self.callback_queue,
+            "survey": self.survey,
+            "callback_offer": self.callback_offer.to_dict() if self.callback_offer else None,
             "fallback": self.fallback,
             "lookup_failed": self.lookup_failed,
             "customer_id": self.customer_id,
@@ -365,6 +386,27 @@ def _tier(customer: CustomerCard | None) -> str | None:
     return customer.tier.strip().casefold() if customer is not None else None
 
 
+def _queue_extras(
+    rules: RuleSet, queue: str, action_survey: bool | None, live: LiveState | None, tier: str | None,
+    lookup_failed: bool,
+) -> tuple[bool, CallbackOfferPlan | None]:
+    """Survey flag and callback offer for a call going to ``queue``. The offer needs the live
+    estimated wait over the queue's threshold, and a calling-back queue that admits the caller
+    (the tier invariant holds for callbacks as for queues)."""
+    q = rules.queues[queue]
+    survey = q.survey if action_survey is None else action_survey
+    offer = q.callback_offer
+    if offer is None or live is None:
+        return survey, None
+    ql = live.get(queue)
+    if ql is None or ql.estimated_wait_s is None or not ql.estimated_wait_s > offer.estimated_wait_s_over:
+        return survey, None
+    back = offer.queue or queue
+    if rules.queues[back].excludes(tier, strict=lookup_failed) is not None:
+        return survey, None
+    return survey, CallbackOfferPlan(back, ql.estimated_wait_s, offer.prompt, offer.key, int(offer.timeout_s * 1000))
+
+
 def _build(
     rule_id: str,
     action: Action,
@@ -401,6 +443,9 @@ def _build(
             pbx_queue=rules.queues[queue].pbx_name(queue, call.pbx, call.pbx_type),
             priority=action.priority or 0,
         )
+        survey, offer = _queue_extras(rules, queue, action.survey, ctx.live, d.tier, lookup_failed)
+        if survey or offer is not None:
+            d = replace(d, survey=survey, callback_offer=offer)
         if action.sticky_agent_s and c is not None and (c.assigned_agent_id is not None or c.assigned_agent):
             d = replace(
                 d, sticky_agent=c.assigned_agent, sticky_agent_id=c.assigned_agent_id, sticky_s=action.sticky_agent_s
@@ -423,7 +468,13 @@ def _matched_reason(when: When, eff: _Effective, d: Decision) -> str:
         text += f"; calendar {eff.calendar!r} closed: {eff.kind}"
     if d.sticky_s:
         text += f"; assigned agent {d.sticky_agent or d.sticky_agent_id} rings first for {d.sticky_s} s"
+    if d.callback_offer is not None:
+        text += "; " + _offer_note(d.callback_offer)
     return text
+
+
+def _offer_note(o: CallbackOfferPlan) -> str:
+    return f"estimated wait {o.estimated_wait_s:g} s: a callback from {o.queue!r} is offered first"
 
 
 def _safe_queue(rules: RuleSet, chain: list[str], tier: str | None, strict: bool) -> tuple[str | None, list[str]]:
@@ -488,13 +539,18 @@ def decide(
     d = _build(fb.id, fb, eff, queue, ctx, trace, fallback=True, lookup_failed=lookup_failed)
     if eff.closed:
         notes.append(f"calendar {eff.calendar!r} closed: {eff.kind}")
+    if d.callback_offer is not None:
+        notes.append(_offer_note(d.callback_offer))
     return replace(d, trace=(*trace, TraceEntry(fb.id, "matched", None, "fallback: " + "; ".join(notes))))
 
 
-def decide_after_ivr(decision: Decision, step: IvrExit, call: CallInfo, rules: RuleSet) -> Decision:
+def decide_after_ivr(
+    decision: Decision, step: IvrExit, call: CallInfo, rules: RuleSet, live: LiveState | None = None
+) -> Decision:
     """The decision once the caller left the IVR at ``step``. The rule stays the one that sent
     the caller to the IVR (journeys attribute the call to it); a queue or callback choice that
-    excludes the caller's tier goes to the first queue of the fallback chain that admits it."""
+    excludes the caller's tier goes to the first queue of the fallback chain that admits it.
+    ``live`` (the state at the IVR exit) decides a queue's callback offer; without it none."""
     base = replace(
         decision,
         ivr=None,
@@ -511,6 +567,8 @@ def decide_after_ivr(decision: Decision, step: IvrExit, call: CallInfo, rules: R
         priority=0,
         mailbox=None,
         callback_queue=None,
+        survey=False,
+        callback_offer=None,
     )
     pressed = f"digits {step.digits!r}" if step.digits else "no valid input"
     how = f"{pressed} at node {step.node!r}" + (" (retries used up)" if step.via == "failure" else "")
@@ -530,12 +588,18 @@ def decide_after_ivr(decision: Decision, step: IvrExit, call: CallInfo, rules: R
     entry = TraceEntry(f"ivr:{step.node}", "ivr", None, reason)
     if isinstance(step, IvrCallback):
         return replace(base, action="callback", callback_queue=chosen, trace=(*decision.trace, entry))
+    rule = rules.rule(decision.rule_id)
+    action = rule.then if isinstance(rule, Rule) else rule  # the rule (or fallback) that sent the caller to the IVR
+    survey, offer = _queue_extras(rules, chosen, action.survey if action is not None else None, live,
+                                  decision.tier, decision.lookup_failed)
     return replace(
         base,
         action="queue",
         queue=chosen,
         pbx_queue=rules.queues[chosen].pbx_name(chosen, call.pbx, call.pbx_type),
         priority=step.priority,
+        survey=survey,
+        callback_offer=offer,
         trace=(*decision.trace, entry),
     )
 
@@ -553,6 +617,9 @@ def decision_commands(
     - queue: ``RouteToQueue(pbx queue, priority)``; with sticky routing and the assigned agent's
       interface (``sticky_interface``, the shell maps the CRM agent to it), ``CC_STICKY_AGENT``
       and ``CC_STICKY_S`` are set first for the dialplan to ring that agent before the queue;
+      with the survey, ``CC_SURVEY=1`` (the dialplan queues with option ``c`` and hands the
+      caller back after the agent hangs up). ``RouteToQueue`` is always last: a callback offer
+      (``decision.callback_offer``) is played by the shell just before it;
     - ivr: the first ``CollectDigits`` (naming the start node);
     - callback: ``CC_CALLBACK=<queue>`` then ``HangUp`` (the shell files the callback request);
     - voicemail: ``CC_VOICEMAIL=<mailbox>`` then ``ReleaseCall``: there is no voicemail command
@@ -572,6 +639,8 @@ def decision_commands(
             if decision.sticky_s and sticky_interface:
                 out.append(SetVariable(name=VAR_STICKY_AGENT, value=sticky_interface, **kw))
                 out.append(SetVariable(name=VAR_STICKY_S, value=str(decision.sticky_s), **kw))
+            if decision.survey:
+                out.append(SetVariable(name=VAR_SURVEY, value="1", **kw))
             out.append(RouteToQueue(queue=decision.pbx_queue, priority=decision.priority, **kw))
         case "ivr":
             assert decision.ivr is not None
@@ -589,6 +658,7 @@ def decision_commands(
 
 __all__ = [
     "CallInfo",
+    "CallbackOfferPlan",
     "Decision",
     "LiveState",
     "QueueLive",

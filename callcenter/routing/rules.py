@@ -339,6 +339,57 @@ class OverflowStep(_Model):
         return self
 
 
+class CallbackOffer(_Model):
+    """Virtual hold: when the queue's estimated wait is over the threshold at the moment a call
+    is routed to it, the caller is offered a callback before joining the queue. A caller who
+    accepts keeps their place (callbacks are dispatched in order of the original entry); one
+    who declines, or keys nothing, joins the queue as usual."""
+
+    estimated_wait_s_over: float = Field(ge=0, description="Offer when the estimated wait is over this many s.")
+    prompt: Prompt = Field(default="cc/callback-offer", description="E.g. 'press 1 to be called back...'.")
+    key: Annotated[str, StringConstraints(pattern=r"^[0-9*#]$")] = Field(
+        default="1", description="The key that accepts the offer."
+    )
+    timeout_s: float = Field(default=5, gt=0, le=30, description="How long to wait for the key.")
+    queue: Ident | None = Field(default=None, description="Queue that calls back (default: this queue).")
+
+
+class CallbackDialog(_Model):
+    """How a callback request is taken on the phone (IVR option, rule, closed hours, or an
+    accepted offer): confirm the caller's number or key another, then optionally pick a topic."""
+
+    confirm_prompt: Prompt = Field(
+        default="cc/callback-confirm",
+        description="'To be called back on the number you are calling from press 1, to key another press 2'.",
+    )
+    confirm_key: Annotated[str, StringConstraints(pattern=r"^[0-9*#]$")] = "1"
+    other_key: Annotated[str, StringConstraints(pattern=r"^[0-9*#]$")] = "2"
+    number_prompt: Prompt = Field(
+        default="cc/callback-enter-number", description="'Key the number to call, then the hash key'."
+    )
+    invalid_number_prompt: Prompt = Field(default="cc/callback-invalid-number")
+    max_number_digits: int = Field(default=15, ge=3, le=20)
+    topic_prompt: Prompt | None = Field(default=None, description="'For billing press 1, ...' (with topics).")
+    topics: dict[Annotated[str, StringConstraints(pattern=r"^[0-9]$")], Annotated[str, StringConstraints(
+        min_length=1, max_length=64)]] = Field(
+        default_factory=dict, description="Digit -> topic shown to the agent, e.g. {'1': billing}."
+    )
+    thanks_prompt: Prompt = Field(default="cc/callback-thanks", description="Played once the request is filed.")
+    failed_prompt: Prompt = Field(
+        default="cc/callback-failed", description="Played when no number could be taken (then the call ends)."
+    )
+    timeout_s: float = Field(default=6, gt=0, le=30, description="Wait this long for each answer.")
+    retries: int = Field(default=2, ge=0, le=5, description="Repeats after no or invalid input.")
+
+    @model_validator(mode="after")
+    def _keys(self) -> CallbackDialog:
+        if self.confirm_key == self.other_key:
+            raise _err("confirm_key and other_key must differ")
+        if self.topics and self.topic_prompt is None:
+            raise _err("topics need a topic_prompt that tells the caller which key is which topic")
+        return self
+
+
 def _pbx_queue(value: Any) -> Any:
     if isinstance(value, str):
         return {"default": value}
@@ -365,6 +416,12 @@ class QueueConfig(_Model):
     allowed_tiers: FoldedList = Field(default=(), description="Only callers of these tiers (empty: any tier).")
     forbidden_tiers: FoldedList = Field(default=(), description="Never callers of these tiers (e.g. vip for juniors).")
     overflow: tuple[OverflowStep, ...] = Field(default=(), description="Ordered overflow steps.")
+    survey: bool = Field(
+        default=False, description="Post-call NPS survey for calls answered from this queue (a rule may override)."
+    )
+    callback_offer: CallbackOffer | None = Field(
+        default=None, description="Offer a callback instead of waiting when the estimated wait is long."
+    )
 
     @property
     def unrestricted(self) -> bool:
@@ -586,6 +643,9 @@ class Action(_Model):
         default=None, ge=1, le=600, description="With queue: ring the customer's assigned agent this long first."
     )
     closed: ClosedHandling | None = Field(default=None, description="Out-of-hours handling.")
+    survey: bool | None = Field(
+        default=None, description="Post-call survey for the calls this rule queues (default: the queue's setting)."
+    )
 
     @property
     def kind(self) -> ActionKind:
@@ -679,6 +739,9 @@ class RuleSet(_Model):
     groups: dict[Ident, AgentGroup] = Field(default_factory=dict, description="Agent groups for overflow.")
     queues: dict[Ident, QueueConfig] = Field(min_length=1)
     ivr: dict[Ident, IvrMenu] = Field(default_factory=dict, description="IVR menus by name.")
+    callback: CallbackDialog = Field(
+        default_factory=CallbackDialog, description="How callback requests are taken on the phone."
+    )
     rules: tuple[Rule, ...] = Field(default=(), description="Ordered; the first match wins.")
     fallback: Fallback
 
@@ -782,6 +845,21 @@ def _semantic_problems(rs: RuleSet) -> Iterator[tuple[Loc, str]]:
                     f"after_wait_s {step.after_wait_s:g} is not below the queue's max_wait_s {q.max_wait_s:g}: "
                     "the PBX times the call out first"
                 )
+        if q.callback_offer is not None and q.callback_offer.queue is not None:
+            offer_loc: Loc = ("queues", qname, "callback_offer", "queue")
+            if (msg := _known("queue", q.callback_offer.queue, queues)) is not None:
+                yield offer_loc, msg
+            elif q.callback_offer.queue != qname:
+                back = queues[q.callback_offer.queue]
+                # whoever this queue admits must be admitted by the queue that calls back
+                for tier in (None, *q.allowed_tiers, *back.allowed_tiers, *back.forbidden_tiers):
+                    if q.excludes(tier) is None and back.excludes(tier) is not None:
+                        who = "unknown callers" if tier is None else f"tier {tier!r}"
+                        yield offer_loc, (
+                            f"queue {q.callback_offer.queue!r} refuses {who}, which {qname!r} admits: "
+                            "the callback would go to a queue the caller may not reach"
+                        )
+                        break
 
     # IVR menus: node ids unique in the file, every target exists, every node has a way out
     node_ids: dict[str, Loc] = {}

@@ -39,6 +39,19 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcenter.callbacks import dialog as cbdialog
+from callcenter.callbacks.dialog import (
+    Ask,
+    Declined,
+    Failed,
+    Filed,
+    ask_commands,
+    dialog_next,
+    dialog_start,
+    failed_commands,
+    filed_commands,
+    offer_start,
+)
 from callcenter.crm.lookup import CrmLookup, LookupResult
 from callcenter.domain.commands import Command, ReleaseCall
 from callcenter.domain.events import CallEnded, ControllerAttached, Event
@@ -161,6 +174,8 @@ class RoutingStats:
     moves: int = 0
     group_changes: int = 0
     failures: int = 0
+    callbacks_filed: int = 0
+    callback_failed: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
 
@@ -233,8 +248,7 @@ class RoutingService:
             if await self._run(ev.pbx, commands[:-1]):
                 await self._ivr(ev, routed, decision, commands[-1], call, started)
         else:
-            await self._run(ev.pbx, commands, started=started)
-            self._after_exit(ev, decision, lookup)
+            await self._carry_out(ev, routed, decision, commands, call, started)
         if lookup.unknown and self.create_leads and self.engine is not None and self.crm is not None and lookup.e164:
             self._spawn(self._lead(ev, lookup.e164))
 
@@ -280,13 +294,13 @@ class RoutingService:
                 if isinstance(step, IvrInvalid):
                     step = step.next
                 continue
-            final = decide_after_ivr(decision, step, call, routed.rules)
+            final = decide_after_ivr(decision, step, call, routed.rules,
+                                     self.live_state(routed.rules, ev.pbx, self.controller.clock()))
             self.controller.note(ev.call_id, "ivr_exit", rules_version=final.rules_version, rule_id=final.rule_id,
                                  detail={"node": step.node, "digits": step.digits, "action": final.action,
                                          "queue": final.queue})
             routed.priority = final.priority
-            await self._run(ev.pbx, decision_commands(final, ev.call_id, ev.channel), started=started)
-            self._after_exit(ev, final, None)
+            await self._carry_out(ev, routed, final, decision_commands(final, ev.call_id, ev.channel), call, started)
             return
 
     def _record_decision(self, ev: ControllerAttached, d: Decision, lookup: LookupResult) -> None:
@@ -315,41 +329,143 @@ class RoutingService:
             log.info("routed by rule %s (%s): %s %s prio %s%s", d.rule_id, d.rules_version, d.action,
                      d.queue or d.ivr_menu or "", d.priority, " [CRM lookup failed]" if lookup.failed else "")
 
-    def _after_exit(self, ev: ControllerAttached, d: Decision, lookup: LookupResult | None) -> None:
-        """Outcome markers the journey's attribution reads (closed, callback, voicemail)."""
+    def _after_exit(self, ev: ControllerAttached, d: Decision) -> None:
+        """Outcome markers the journey's attribution reads (closed, voicemail; ``callback`` is noted
+        when the request is filed)."""
         assert ev.call_id is not None
         if d.closed:
             self.controller.note(ev.call_id, "closed", rules_version=d.rules_version, rule_id=d.rule_id,
                                  detail={"calendar": d.closed_calendar,
                                          "next_open": d.next_open.isoformat() if d.next_open else None})
-        if d.action == "callback" and d.callback_queue:
-            self.controller.note(ev.call_id, "callback", rules_version=d.rules_version, rule_id=d.rule_id,
-                                 detail={"queue": d.callback_queue})
-            self._spawn(self._file_callback(ev, d))
         if d.action == "voicemail":
             self.controller.note(ev.call_id, "voicemail", rules_version=d.rules_version, rule_id=d.rule_id,
                                  detail={"mailbox": d.mailbox})
 
-    async def _file_callback(self, ev: ControllerAttached, d: Decision) -> None:
-        """The caller chose a callback: the request is stored now, dispatched by the callback
-        service (it lives in PostgreSQL, so it survives restarts)."""
-        if self.engine is None or not ev.caller_number:
+    # -- callbacks ----------------------------------------------------------------------------
+    async def _carry_out(self, ev: ControllerAttached, routed: RoutedCall, d: Decision, commands: list[Command],
+                         call: CallInfo, started: float) -> None:
+        """A decision that leaves the controller's hands (queue, callback, voicemail, hang-up),
+        with the callback dialog where it applies: for a ``callback`` action the caller confirms
+        or keys the number (and picks a topic) before the request is filed; for a queue with a
+        callback offer the offer is played before ``RouteToQueue`` (always the last command)."""
+        assert ev.call_id is not None
+        if d.action == "callback":
+            # display name / announcement, then the dialog instead of CC_CALLBACK + HangUp
+            self._after_exit(ev, d)  # the closed-hours marker, when that is why
+            if await self._run(ev.pbx, commands[:-2], started=started):
+                await self._callback_dialog(ev, d, d.callback_queue or "", call, routed.rules, offered=False,
+                                            first=None)
             return
+        if d.action == "queue" and d.callback_offer is not None:
+            offer = d.callback_offer
+            if not await self._run(ev.pbx, commands[:-1], started=started):
+                return
+            first = offer_start(offer.prompt, offer.key, offer.timeout_ms, self._caller_phone(ev))
+            taken = await self._callback_dialog(ev, d, offer.queue, call, routed.rules, offered=True, first=first)
+            if taken is not None:
+                return  # filed (or the caller hung up): not queued
+            await self._run(ev.pbx, commands[-1:])
+            self._after_exit(ev, d)
+            return
+        await self._run(ev.pbx, commands, started=started)
+        self._after_exit(ev, d)
+
+    def _caller_phone(self, ev: ControllerAttached) -> str | None:
+        from callcenter.crm.phones import PhoneError, to_e164
+
+        if not ev.caller_number:
+            return None
+        try:
+            return to_e164(ev.caller_number, self.region)
+        except PhoneError:
+            return None
+
+    def _keyed_phone(self, digits: str) -> str | None:
         from callcenter.crm.phones import PhoneError, to_e164
 
         try:
-            phone = to_e164(ev.caller_number, self.region)
+            return to_e164(digits, self.region)
         except PhoneError:
-            phone = None
-        if phone is None:
-            log.warning("callback requested from a withheld number; nothing to call back")
-            return
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text("INSERT INTO callbacks (call_id, customer_id, phone, name, source, queue, due_at) "
-                     "VALUES (:c, :cust, :p, :n, 'ivr', :q, now())"),
-                {"c": ev.call_id, "cust": d.customer_id, "p": phone, "n": ev.caller_name, "q": d.callback_queue},
-            )
+            return None
+
+    async def _callback_dialog(self, ev: ControllerAttached, d: Decision, queue: str, call: CallInfo,
+                               rules: RuleSet, *, offered: bool, first: Ask | None) -> cbdialog.Step | None:
+        """Run the pure callback dialog on the call. Returns the final step, or None when an
+        offer was declined (the caller joins the queue)."""
+        assert ev.call_id is not None
+        dialog = rules.callback
+        step: cbdialog.Step = first if first is not None else dialog_start(dialog, self._caller_phone(ev))
+        gone = False
+        while isinstance(step, Ask):
+            digits: str | None = None
+            for cmd in ask_commands(step, ev.call_id, ev.channel):
+                result = await self.controller.execute(ev.pbx, cmd)
+                if not result.ok:
+                    gone = True  # hang-up, or the call left the controller (fail-open)
+                    break
+                if cmd.kind == "collect_digits":
+                    digits = result.detail.get("digits") or None
+            previous = step
+            step = dialog_next(step, digits, dialog, self._keyed_phone, hung_up=gone, offered=offered)
+            if previous.stage == "offer":
+                self.controller.note(ev.call_id, "callback_offer", rules_version=d.rules_version, rule_id=d.rule_id,
+                                     detail={"queue": queue, "accepted": isinstance(step, Ask),
+                                             "estimated_wait_s": d.callback_offer.estimated_wait_s
+                                             if d.callback_offer else None})
+            if gone:
+                break
+        if isinstance(step, Declined):
+            return None
+        if isinstance(step, Failed):
+            self.stats.callback_failed += 1
+            with call_context(ev.call_id):
+                log.warning("callback not filed: %s", step.reason)
+            self.controller.note(ev.call_id, "callback_failed", rules_version=d.rules_version, rule_id=d.rule_id,
+                                 detail={"queue": queue, "reason": step.reason})
+            if not gone:
+                await self._run(ev.pbx, failed_commands(dialog, ev.call_id, ev.channel))
+            return step
+        assert isinstance(step, Filed)
+        source = "queue" if offered else ("ivr" if d.ivr_menu else "rule")
+        # The journey marker carries the request too: the call_events journal keeps it even if
+        # the insert below has to be retried.
+        self.controller.note(ev.call_id, "callback", rules_version=d.rules_version, rule_id=d.rule_id,
+                             detail={"queue": queue, "phone": step.phone, "topic": step.topic,
+                                     "confirmed": step.confirmed, "source": source})
+        self.stats.callbacks_filed += 1
+        filed = await self._file_callback(ev, d, queue, step, source, attempts=1)
+        if not filed:
+            self._spawn(self._file_callback(ev, d, queue, step, source, attempts=5))
+        if not gone:
+            await self._run(ev.pbx, filed_commands(dialog, queue, ev.call_id, ev.channel))
+        return step
+
+    async def _file_callback(self, ev: ControllerAttached, d: Decision, queue: str, step: Filed, source: str,
+                             *, attempts: int) -> bool:
+        """Store the request (it lives in PostgreSQL from now on; the callback service dispatches
+        it). Idempotent per call and queue, so a retry after a timed-out insert files it once."""
+        if self.engine is None:
+            return True
+        delay = 1.0
+        for attempt in range(attempts):
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(
+                        text("INSERT INTO callbacks (call_id, customer_id, phone, name, topic, source, queue, due_at) "
+                             "SELECT :c, :cust, :p, :n, :t, :s, :q, now() WHERE NOT EXISTS "
+                             "(SELECT 1 FROM callbacks WHERE call_id = :c AND queue = :q)"),
+                        {"c": ev.call_id, "cust": d.customer_id, "p": step.phone, "n": ev.caller_name,
+                         "t": step.topic, "s": source, "q": queue},
+                    )
+                return True
+            except Exception as exc:
+                with call_context(ev.call_id or ""):
+                    log.error("could not store the callback request (try %d of %d): %s; it is in the call's "
+                              "journey (callback record)", attempt + 1, attempts, exc)
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+        return False
 
     async def _sticky_interface(self, d: Decision, pbx: str) -> str | None:
         if not d.sticky_s or d.sticky_agent_id is None or self.engine is None:

@@ -130,7 +130,9 @@ async def _drain(sub) -> list[Notification]:
 
 async def test_ivr_callback_is_dialled_agent_first_and_completed(env) -> None:
     ami, _controller, service, dsn, clock, _, sub = env
-    ami.agi_results = lambda c: "200 result=9\n" if c.upper().startswith("GET DATA") else "200 result=1\n"
+    keyed = iter(["9", "1"])  # menu: 9 = callback; then 1 = call me back on this number
+    ami.agi_results = lambda c: (f"200 result={next(keyed, '')}\n" if c.upper().startswith("GET DATA")
+                                 else "200 result=1\n")
     ch = ami.add_channel("PJSIP/pstn-00000001", uniqueid="1800000000.1", caller_num="2025550143",
                          caller_name="Anna", context="cc-inbound", exten="5550110", state=4, state_desc="Ring")
     ami.emit("Newchannel", channel=ch)

@@ -124,7 +124,8 @@ def test_unknown_caller_ivr_choice_then_skill_queue() -> None:
         "main-menu",
     )
     assert final.trace[-1].result == "ivr" and final.trace[-1].reason == "digits '3' at node 'main-menu': queue billing"
-    assert kinds(decision_commands(final, "c", "ch")) == [RouteToQueue]
+    assert final.survey  # billing has the post-call survey in the example
+    assert kinds(decision_commands(final, "c", "ch")) == [SetVariable, RouteToQueue]
 
 
 def test_ivr_exits_callback_voicemail_hangup() -> None:

@@ -59,7 +59,7 @@ def test_options_lead_to_queues_nodes_callbacks() -> None:
     assert ivr_next(MAIN, "main-menu", "3") == IvrQueue("main-menu", "billing", 0, None, "3", "option")
     assert ivr_next(MAIN, "main-menu", "0") == IvrQueue("main-menu", "support", 5, "cc/connecting", "0", "option")
     assert ivr_next(MAIN, "main-menu", "9") == IvrCallback(
-        "main-menu", "support", "cc/callback-confirm", "9", "option"
+        "main-menu", "support", None, "9", "option"  # the callback dialog asks the rest
     )
     assert ivr_next(MAIN, "main-menu", "2") == IvrCollect("support-menu", "cc/support-menu", 1, 5.0, 0, None)
     assert ivr_next(MAIN, "support-menu", "*") == IvrCollect("main-menu", "cc/main-menu", 1, 5.0, 0, None)
