@@ -123,6 +123,17 @@ class FakeChannel:
         if not self.linkedid:
             self.linkedid = self.uniqueid
 
+    def snapshot_text(self) -> str:
+        """``snapshot()`` as AMI header lines (``Key: value`` CRLF each), values unchecked."""
+        return (
+            f"Channel: {self.name}\r\nChannelState: {self.state}\r\nChannelStateDesc: {self.state_desc}\r\n"
+            f"CallerIDNum: {self.caller_num}\r\nCallerIDName: {self.caller_name}\r\n"
+            f"ConnectedLineNum: {self.connected_num}\r\nConnectedLineName: {self.connected_name}\r\n"
+            f"Language: {self.language}\r\nAccountCode: {self.account_code}\r\nContext: {self.context}\r\n"
+            f"Exten: {self.exten}\r\nPriority: {self.priority}\r\nUniqueid: {self.uniqueid}\r\n"
+            f"Linkedid: {self.linkedid}\r\n"
+        )
+
     def snapshot(self, prefix: str = "") -> list[tuple[str, str]]:
         p = prefix
         return [

@@ -2863,7 +2863,21 @@ class AsteriskSim(FakeAmiServer):
     def render_event(self, name: str, fields: Fields = (), *, channel: FakeChannel | None = None) -> bytes:
         """The base server's rendering without its per-header validation (a quarter of the run
         time under load): every value here comes from the dialplan file, AMI headers (already
-        split at CR/LF) or sanitized scripts; a stray CR/LF is still blanked, never sent."""
+        split at CR/LF) or sanitized scripts; a stray CR/LF is still blanked, never sent.
+
+        Rendered in one piece (the channel snapshot as one string); a CR or LF inside a value
+        shows as more CRs/LFs than header lines, and only then is the event rendered line by
+        line with the value blanked."""
+        items = fields.items() if isinstance(fields, Mapping) else fields
+        body = "".join([f"{key}: {value}\r\n" for key, value in items])
+        snap = channel.snapshot_text() if channel is not None else ""
+        text = f"Event: {name}\r\nPrivilege: {_PRIVILEGE.get(name, 'call,all')}\r\n{snap}{body}\r\n"
+        lines = 3 + len(items) + (14 if channel is not None else 0)  # (14: FakeChannel.snapshot)
+        if text.count("\n") == lines and text.count("\r") == lines:
+            return text.encode()
+        return self._render_blanked(name, fields, channel)
+
+    def _render_blanked(self, name: str, fields: Fields, channel: FakeChannel | None) -> bytes:
         parts = [f"Event: {name}\r\nPrivilege: {_PRIVILEGE.get(name, 'call,all')}\r\n"]
         items = list(channel.snapshot()) if channel is not None else []
         items.extend(fields.items() if isinstance(fields, Mapping) else fields)
