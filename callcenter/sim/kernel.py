@@ -150,6 +150,16 @@ class Kernel:
             return self._now
         return self._virt0 + (asyncio.get_running_loop().time() - self._real0) * self.speed
 
+    def lag(self) -> float:
+        """How far (virtual seconds) the earliest due timer is behind the wall: 0 while the
+        kernel keeps up with its speed (always 0 when stepped)."""
+        if self.stepped or self._engine is None:
+            return 0.0
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+        return max(0.0, self.wall() - heap[0][0]) if heap else 0.0
+
     def sync(self) -> None:
         """An input from outside the simulation arrives: move virtual time up to the wall.
         (No-op inside a process or timer: simulated activities happen at their step's time.)"""
