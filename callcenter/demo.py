@@ -4,11 +4,13 @@ What runs (everything real but the phones):
 - an embedded PostgreSQL in a temporary directory, migrated;
 - a demo CRM: 10,000 customers (300 VIPs, some with a personal agent), agents, a team;
 - the example routing rules (config/routing.example.yaml);
-- the Asterisk simulator speaking real AMI on loopback, running the project's own dialplan,
-  with a traffic model (arrivals, IVR choices, callers' patience, agents' behaviour) on
+- the Asterisk simulator speaking real AMI on loopback, running the project's own dialplan
+  (or, with ``--pbx freeswitch``, the FreeSWITCH simulator speaking real ESL, running the shipped
+  XML dialplan and mod_callcenter sample), with a traffic model (arrivals, IVR choices, callers'
+  patience, agents' behaviour) on
   virtual time (``--speed`` times faster than real time, starting on a weekday morning in the
   rules' time zone, so the office is open);
-- the controller daemon itself (``run_daemon``): AMI client, routing with CRM lookups,
+- the controller daemon itself (``run_daemon``): AMI or ESL client, routing with CRM lookups,
   journeys into PostgreSQL, the HTTP API and the wallboard.
 
 It prints the wallboard URL with a demo supervisor token, a live summary every few seconds,
@@ -52,7 +54,7 @@ OVERLOAD = [("1010", "Carol Backoffice"), ("1011", "Dave Backoffice")]  # the ru
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pbx", choices=["asterisk"], default="asterisk", help="which PBX to simulate")
+    p.add_argument("--pbx", choices=["asterisk", "freeswitch"], default="asterisk", help="which PBX to simulate")
     p.add_argument("--rate", type=float, default=240.0, help="calls per hour of simulated time (default 240)")
     p.add_argument("--minutes", type=float, default=2.0, help="real minutes of traffic (default 2)")
     p.add_argument("--speed", type=float, default=20.0, help="simulated seconds per real second (default 20)")
@@ -75,10 +77,17 @@ def _epoch(tz: str) -> float:
     return day.replace(hour=9, minute=30, second=0, microsecond=0).timestamp()
 
 
-async def _seed(dsn: str, rng: random.Random) -> dict[str, Any]:
+def _interface(pbx: str, ext: str) -> str:
+    """What the agent is called on that PBX: app_queue interfaces vs mod_callcenter agent names."""
+    return ext if pbx == "freeswitch" else f"PJSIP/{ext}"
+
+
+async def _seed(dsn: str, rng: random.Random, pbx: str = "asterisk") -> dict[str, Any]:
     import asyncpg
 
     from callcenter.storage.db import asyncpg_dsn
+
+    node = f"demo-{pbx}"
 
     conn = await asyncpg.connect(**asyncpg_dsn(dsn))
     try:
@@ -87,14 +96,14 @@ async def _seed(dsn: str, rng: random.Random) -> dict[str, Any]:
             aid = await conn.fetchval(
                 "INSERT INTO agents (name, extension, skills) VALUES ($1, $2, '{}') RETURNING id", name, ext)
             await conn.execute(
-                "INSERT INTO agent_endpoints (agent_id, pbx, interface) VALUES ($1, 'demo-asterisk', $2)",
-                aid, f"PJSIP/{ext}")
+                "INSERT INTO agent_endpoints (agent_id, pbx, interface) VALUES ($1, $2, $3)",
+                aid, node, _interface(pbx, ext))
             agent_ids[ext] = aid
         team = await conn.fetchval("INSERT INTO teams (name) VALUES ('Front office') RETURNING id")
         supervisor = await conn.fetchval("INSERT INTO agents (name, extension) VALUES ('Sam Supervisor', '1009') "
                                          "RETURNING id")
-        await conn.execute("INSERT INTO agent_endpoints (agent_id, pbx, interface) "
-                           "VALUES ($1, 'demo-asterisk', 'PJSIP/1009')", supervisor)
+        await conn.execute("INSERT INTO agent_endpoints (agent_id, pbx, interface) VALUES ($1, $2, $3)",
+                           supervisor, node, _interface(pbx, "1009"))
         await conn.execute("INSERT INTO team_members (team_id, agent_id, role) VALUES ($1, $2, 'supervisor')",
                            team, supervisor)
         for aid in agent_ids.values():
@@ -165,12 +174,49 @@ class DemoTraffic:
             sim.add_endpoint(ext, name, caller_name=f"Agent {name}")
 
 
+def _simulator(args: argparse.Namespace, tz: str, vips: list[int]) -> tuple[Any, DemoTraffic, dict[str, Any]]:
+    """The simulated PBX with the demo's queues, agents and traffic, and the daemon's settings
+    entry for it (the port is added once it listens). The PBX password is a throwaway of this
+    run, handed to the daemon through the environment like a real secret."""
+    import os
+    import secrets
+
+    if args.pbx == "freeswitch":
+        from callcenter.sim.freeswitch import FreeswitchSim
+
+        password = secrets.token_hex(16)
+        fs = FreeswitchSim(seed=args.seed, speed=args.speed, epoch=_epoch(tz), password=password)
+        # The shipped mod_callcenter sample (dialplans/freeswitch) gives the queues; the demo's
+        # agents and their tiers (level = penalty) replace its sample tiers.
+        fs.tiers.clear()
+        fs.queues["vip@default"].strategy = "ring-all"
+        traffic = DemoTraffic(fs, args.rate, args.seed, vips)
+        for ext, _ in OVERLOAD:  # the rules' helper group joins queues with tier add
+            fs.add_agent(ext)
+        traffic.traffic.install_agents()
+        os.environ["CALLCENTER_DEMO_ESL_SECRET"] = password
+        return fs, traffic, {"name": "demo-freeswitch", "type": "freeswitch", "host": "127.0.0.1",
+                             "secret_env": "CALLCENTER_DEMO_ESL_SECRET", "mode": "control"}
+    from callcenter.sim.asterisk import AsteriskSim
+
+    sim = AsteriskSim(seed=args.seed, speed=args.speed, epoch=_epoch(tz), lab=False, noise=False, username="demo",
+                      secret="demo-secret")
+    traffic = DemoTraffic(sim, args.rate, args.seed, vips)
+    for q in ("sales", "support", "vip", "junior", "billing"):
+        sim.add_queue(q, strategy="ringall" if q == "vip" else "rrmemory", weight=10 if q == "vip" else 0)
+    # Static members exist before the controller connects, as queues.conf members do;
+    # the controller learns them from its QueueStatus resync.
+    traffic.traffic.install_agents()
+    os.environ["CALLCENTER_DEMO_AMI_SECRET"] = "demo-secret"
+    return sim, traffic, {"name": "demo-asterisk", "type": "asterisk", "host": "127.0.0.1", "username": "demo",
+                          "secret_env": "CALLCENTER_DEMO_AMI_SECRET", "mode": "control"}
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from callcenter.api.auth import create_token
     from callcenter.logs import setup_logging
     from callcenter.routing.loader import load_rules
     from callcenter.settings import Settings
-    from callcenter.sim.asterisk import AsteriskSim
     from callcenter.storage import db as dbmod
     from callcenter.storage.embedded import EmbeddedPostgres
 
@@ -186,26 +232,15 @@ async def _demo(args: argparse.Namespace) -> int:
         try:
             dsn = pg.dsn("postgres")
             await asyncio.to_thread(dbmod.upgrade, dsn)
-            seeded = await _seed(dsn, rng)
+            seeded = await _seed(dsn, rng, args.pbx)
             print(f"PostgreSQL (embedded) ready, schema migrated, demo CRM: {N_CUSTOMERS:,} customers "
                   f"({N_VIPS} VIPs), {len(AGENTS)} agents  [{time.monotonic() - t0:.1f} s]", file=out)
 
-            sim = AsteriskSim(seed=args.seed, speed=args.speed, epoch=_epoch(rules.timezone), lab=False,
-                              noise=False, username="demo", secret="demo-secret")
-            traffic = DemoTraffic(sim, args.rate, args.seed, seeded["vips"])
-            for q in ("sales", "support", "vip", "junior", "billing"):
-                sim.add_queue(q, strategy="ringall" if q == "vip" else "rrmemory", weight=10 if q == "vip" else 0)
-            # Static members exist before the controller connects, as queues.conf members do;
-            # the controller learns them from its QueueStatus resync.
-            traffic.traffic.install_agents()
+            sim, traffic, pbx_settings = _simulator(args, rules.timezone, seeded["vips"])
             await sim.start()
-            import os
-
-            os.environ["CALLCENTER_DEMO_AMI_SECRET"] = "demo-secret"
             settings = Settings.model_validate({
                 "database": {"dsn": dsn},
-                "pbx": [{"name": "demo-asterisk", "type": "asterisk", "host": "127.0.0.1", "port": sim.port,
-                         "username": "demo", "secret_env": "CALLCENTER_DEMO_AMI_SECRET", "mode": "control"}],
+                "pbx": [{**pbx_settings, "port": sim.port}],
                 "rules": {"path": str(DEMO_RULES)},
                 "http": {"host": "127.0.0.1", "port": args.port},
                 "journey": {"spill_dir": str(tmp / "journal")},
