@@ -65,3 +65,27 @@ def test_parse_table_without_domain_gives_no_rows() -> None:
     # callcenter_config queue list members sales -> just +OK (the name needs @default)
     assert parse_table("+OK\n") == []
     assert parse_table("a|b\n1|2\n+OK\n") == [{"a": "1", "b": "2"}]
+
+
+def test_a_node_set_by_uuid_setvar_shows_on_the_caller_legs_next_handled_event_only() -> None:
+    # uuid_setvar emits nothing; the next event of the caller leg carries variable_CC_NODE. Agent
+    # legs and events dropped by name are not read for it.
+    t = FreeswitchTranslator("fs")
+    t.feed(create(A), T0)
+    agent = EslEvent.from_json(json.dumps({
+        "Event-Name": "CHANNEL_CREATE", "Unique-ID": B, "Call-Direction": "outbound",
+        "variable_cc_member_session_uuid": A, "variable_cc_agent": "1001", "variable_CC_NODE": "agent-node",
+    }))
+    assert t.feed(agent, T0) == [] and t.call_of_channel(B) == A
+    state = EslEvent.from_json(json.dumps({"Event-Name": "CHANNEL_STATE", "Unique-ID": A, "variable_CC_NODE": "x"}))
+    assert t.feed(state, T0) == [] and not t.unknown
+    answer = f"Event-Name: CHANNEL_ANSWER\nUnique-ID: {A}\nAnswer-State: answered\nvariable_CC_NODE: menu%201\n\n"
+    out = t.feed(EslEvent.from_plain(answer), T0 + timedelta(seconds=1))
+    got = [(e.type, getattr(e, "node", None)) for e in out]
+    assert got == [("ivr_node_entered", "menu 1"), ("call_answered", None)]
+    hangup = EslEvent({"Event-Name": "CHANNEL_HANGUP", "Unique-ID": B, "Hangup-Cause": "NORMAL_CLEARING",
+                       "variable_CC_NODE": "agent-node-2"})
+    assert "ivr_node_entered" not in [e.type for e in t.feed(hangup, T0 + timedelta(seconds=2))]
+    again = EslEvent({"Event-Name": "CHANNEL_EXECUTE", "Unique-ID": A, "Application": "sleep",
+                      "variable_CC_NODE": "menu 1"})
+    assert [e.type for e in t.feed(again, T0 + timedelta(seconds=3))] == []  # unchanged: no repeat

@@ -420,8 +420,16 @@ class FreeswitchTranslator:
             return []
         # A CC_NODE set by uuid_setvar shows on the next event of the leg: before the handler, so
         # a ``set CC_NODE=...`` execution (which still carries the old value) is not undone.
+        # (_watch_node_var inlined: it runs for half of all events.)
+        events: list[Event] = []
         uuid = ev.get("Unique-ID")
-        events = self._watch_node_var(ev, at, uuid) if uuid else []
+        leg = self._legs.get(uuid) if uuid else None
+        if leg is not None and leg.kind == "caller":
+            call = self._calls.get(leg.call_id)
+            if call is not None:
+                value = ev.get(_NODE_HEADER)
+                if value and call.node_var != value:
+                    events = self._named_node(call, value, at)
         events += handler(self, ev, at)
         if events:
             calls = self._calls
