@@ -586,3 +586,60 @@ def test_mask_secrets() -> None:
     assert mask_secrets(b"api status\n\n") == b"api status\n\n"
     assert split_api("uuid_setvar u1 x 1") == ("uuid_setvar", "u1 x 1")
     assert split_api("status") == ("status", None)
+
+
+# -- lookup edge cases (one reverse search per header, separator included) -------------------------
+def both(plain: str, js: str) -> list[EslEvent]:
+    """A lazy event per format and its fully decoded twin of each."""
+    lazy = [EslEvent.from_plain(plain), EslEvent.from_json(js)]
+    eager = [EslEvent.from_plain(plain), EslEvent.from_json(js)]
+    for e in eager:
+        e.headers  # noqa: B018 - materialise
+    return lazy + eager
+
+
+def test_a_lookup_finds_the_header_not_a_longer_name_ending_in_it() -> None:
+    plain = "Event-Name: X\nUnique-ID: u1\nCaller-Unique-ID: c1\nOther-Leg-Unique-ID: o1\nCC-Node: n\n\n"
+    js = '{"Event-Name":"X","Unique-ID":"u1","Caller-Unique-ID":"c1","Other-Leg-Unique-ID":"o1","CC-Node":"n"}'
+    for ev in both(plain, js):
+        assert ev["Unique-ID"] == "u1" and ev["Caller-Unique-ID"] == "c1" and ev["Other-Leg-Unique-ID"] == "o1"
+        assert ev.get("Leg-Unique-ID") is None and ev.get("ID") is None and ev.get("Node") is None
+        assert ev.get("Event-Name") == "X" and ev.name == "X"
+        assert ev.get("Name") is None and ev.get("vent-Name") is None
+
+
+def test_first_line_and_repeated_headers_last_wins_in_the_header_block_only() -> None:
+    # Unique-ID on the first line and again later: the later one wins; the body's lines are no
+    # headers, even when they look like one (a fake Content-Length included).
+    body = "Unique-ID: c\nContent-Length: 3\n\nxyz"
+    plain = f"Unique-ID: a\nEvent-Name: X%20Y\nUnique-ID: b\nContent-Length: {len(body)}\n\n{body}"
+    js = '{"Unique-ID":"a","Event-Name":"X Y","Unique-ID":"b","Content-Length":"' + str(len(body)) + '"'
+    js += ',"_body":' + json.dumps(body) + "}"
+    for ev in both(plain, js):
+        assert ev["Unique-ID"] == "b" and ev.get_all("Unique-ID") == ("a", "b")
+        assert ev.name == "X Y" and ev.body == body
+        assert ev.get("xyz") is None
+    only_first = EslEvent.from_plain("Event-Name: ONLY\nA: 1\n\n")
+    assert only_first.name == "ONLY" and only_first.body is None and only_first["A"] == "1"
+    # The first line is a header even when the body repeats its name.
+    tricky = EslEvent.from_plain("Event-Name: REAL\nContent-Length: 16\n\nEvent-Name: FAKE")
+    assert tricky.name == "REAL" and tricky.get("Event-Name") == "REAL" and tricky.body == "Event-Name: FAKE"
+
+
+def test_no_inner_content_length_means_no_body() -> None:
+    # A longer name ending in Content-Length is not the inner Content-Length.
+    ev = EslEvent.from_plain("Event-Name: X\nX-Content-Length: 5\n\n")
+    assert ev.body is None and ev["X-Content-Length"] == "5" and ev.get("Content-Length") is None
+    first = EslEvent.from_plain("Content-Length: 2\n\nhi")
+    assert first.body == "hi" and first["Content-Length"] == "2"
+
+
+def test_json_name_is_the_last_and_decoded_like_any_value() -> None:
+    redelivered = EslEvent.from_json('{"Event-Name":"COMMAND","A":"1","Event-Name":"PRIVATE_COMMAND"}')
+    assert redelivered.name == "PRIVATE_COMMAND" == redelivered.headers["Event-Name"]
+    escaped = EslEvent.from_json('{"Event-Name":"A\\"B","Unique-ID":"u"}')
+    assert escaped.name == 'A"B' and escaped["Unique-ID"] == "u"
+    number = EslEvent.from_json('{"Event-Name":"X","Event-Name":7}')
+    assert number.name == "7" == number.headers["Event-Name"]
+    nameless = EslEvent.from_json('{"A":"1"}')
+    assert nameless.name == "" and nameless.get("Event-Name") is None
