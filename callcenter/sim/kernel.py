@@ -108,7 +108,8 @@ class Kernel:
         # stepped mode: nothing beyond this virtual time runs until advance() moves it
         self._horizon = self._now
         self._idle: asyncio.Event | None = None
-        self.steps = 0
+        self.steps = 0  # timers run (work counts for tests: cost per simulated activity)
+        self.wakeups = 0  # blocked processes resumed (by a signal, a timeout or an interrupt)
         self._in_step = False
         self.errors: list[tuple[str, BaseException]] = []
         # called every few steps in stepped mode (e.g. to let slow AMI readers catch up)
@@ -240,6 +241,7 @@ class Kernel:
         fut = proc.fut
         if fut is not None and not fut.done():
             self._runnable += 1
+            self.wakeups += 1
             fut.set_exception(exc)
         else:
             proc.pending.append(exc)
@@ -248,6 +250,7 @@ class Kernel:
         if fut.done():
             return
         self._runnable += 1
+        self.wakeups += 1
         fut.set_result(value)
 
     def _poke(self) -> None:

@@ -849,3 +849,132 @@ async def test_voicemail_chosen_by_the_controller() -> None:
             if m.event == "Newexten" and m.get("Channel") == vm.channel
         ]
         assert "VoiceMail" in apps
+
+
+# -- app_queue's waiting callers: event-driven re-checks --------------------------------------------
+def called_at(sim: AsteriskSim, call: Any) -> list[tuple[float, str]]:
+    """(virtual time, member interface) of each AgentCalled for the call's channel."""
+    return [
+        (at.timestamp(), m.get("Interface") or "")
+        for m, at in sim.logged_messages()
+        if m.event == "AgentCalled" and m.get("Channel") == call.channel
+    ]
+
+
+def next_tick(sim: AsteriskSim, since: float, at: float) -> float:
+    """The first point of a 1 s recheck grid started at ``since`` strictly after ``at``."""
+    return since + (math.floor((at - since) / sim.recheck_s + 1e-9) + 1) * sim.recheck_s
+
+
+async def test_a_freed_agent_is_noticed_at_the_callers_next_recheck() -> None:
+    """wait_our_turn re-checks every RECHECK (1 s) from when the caller started waiting: an agent
+    unpaused between two re-checks is rung at the waiting caller's next one (within 1 s, on its
+    own grid); the caller behind it is not rung while no second agent is free."""
+    async with stepped() as sim:
+        for ext in ("PJSIP/1001", "PJSIP/1002"):
+            sim.pause_member(ext, True, "lunch")
+        a = sim.call("400", did="5550110", talk_s=None)
+        await route(sim, a, "sales")
+        await sim.advance(0.45)
+        b = sim.call("401", did="5550110", talk_s=None)
+        await route(sim, b, "sales")
+        joined_a = next(t for t, k, _ in a.history if k == "queue")
+        joined_b = next(t for t, k, _ in b.history if k == "queue")
+        assert 0.1 < (joined_b - joined_a) % 1.0 < 0.9  # two different grids
+        await sim.advance(2.0)
+        assert called_at(sim, a) == [] and called_at(sim, b) == []
+        freed = sim.now()
+        sim.pause_member("PJSIP/1001", False)
+        await sim.advance(3.0)
+        [(t_a, agent_a)] = called_at(sim, a)
+        assert agent_a == "PJSIP/1001"
+        assert freed < t_a <= freed + sim.recheck_s
+        assert t_a == pytest.approx(next_tick(sim, joined_a, freed), abs=1e-6)
+        assert called_at(sim, b) == []  # Alice is a's now; b is not within the first 0 available
+        assert a.find("connected", agent="PJSIP/1001") is not None
+        freed = sim.now() + 0.3
+        await sim.advance(0.3)
+        sim.pause_member("PJSIP/1002", False)
+        await sim.advance(3.0)
+        [(t_b, agent_b)] = called_at(sim, b)
+        assert agent_b == "PJSIP/1002"
+        assert freed < t_b <= freed + sim.recheck_s
+        assert t_b == pytest.approx(next_tick(sim, joined_b, freed), abs=1e-6)
+
+
+async def waiting_work(n: int) -> tuple[float, int]:
+    """``n`` callers (fail-open after 1 s, no controller) arrive over 10 s and wait behind the
+    queue's one agent, who rings the first of them for an hour. Returns the kernel's work
+    (timers run + processes woken) per caller until all wait, and the work of 20 pause toggles
+    of that agent (ringing, so never available: nobody's turn can change) while they wait."""
+    sim = AsteriskSim(seed=5, speed=math.inf, epoch=EPOCH, lab=False, noise=False)
+    sim.add_endpoint("1001", "Nobody", behavior=AgentBehavior("noanswer"))
+    sim.add_queue("support", members=[("PJSIP/1001", "Nobody", 0)], timeout=3600)
+    sim.globals["CC_CONTROLLER_TIMEOUT"] = "1"
+    await sim.start(listen=False)
+    try:
+        k = sim.kernel
+        calls = [sim.call(f"+1202{i:07d}", talk_s=None, at=sim.now() + i * 10.0 / n) for i in range(n)]
+        await sim.advance(12.0)
+        assert sum(c.stage == "queue" for c in calls) == n
+        assert calls[0].ringing_since is not None
+        per_call = (k.steps + k.wakeups) / n
+        before = k.steps + k.wakeups
+        for i in range(20):
+            sim.pause_member("PJSIP/1001", i % 2 == 0, "break")
+            await sim.advance(1.0)
+        toggles = k.steps + k.wakeups - before
+        assert k.errors == []
+        return per_call, toggles
+    finally:
+        await sim.close()
+
+
+@pytest.mark.timeout(60)
+async def test_waiting_callers_cost_work_per_change_not_per_caller() -> None:
+    """2,000 waiting callers: getting each into the queue costs what it costs one caller alone
+    (no re-check work per caller while others wait), and a change that cannot make anybody's
+    turn costs nothing per waiting caller (app_queue's 1 s polling modelled by events)."""
+    alone, _ = await waiting_work(1)
+    per_call, toggles = await waiting_work(2000)
+    assert per_call <= alone + 1.0, (per_call, alone)
+    assert toggles <= 20, toggles
+
+
+def test_piecewise_expansion_and_one_piece_rendering_match_the_plain_ones() -> None:
+    """The simulator's fast paths: ``${...}``/``$[...]`` expanded piece by piece equals
+    ``substitute`` (the shipped dialplan's arguments and random texts of the syntax's
+    characters); an event rendered in one piece equals the line-by-line rendering, CR/LF in a
+    value blanked."""
+    import random
+
+    from callcenter.sim.asterisk import SimChannel, _expand
+    from callcenter.sim.dialplan import substitute
+
+    def resolve(name: str, args: str | None) -> str:
+        return f"<{name}|{args}>" if name != "EMPTY" else ""
+
+    def outcome(fn: Any, text: str) -> Any:
+        try:
+            return fn(text, resolve)
+        except Exception as exc:  # a malformed $[...]: both must fail alike
+            return ("error", type(exc).__name__, str(exc))
+
+    rng = random.Random(7)
+    texts = [step.args for ctx in parse_dialplan(DIALPLAN).contexts.values() for steps in ctx.extensions.values()
+             for step in steps.values()]  # fmt: skip
+    texts += ["".join(rng.choice('${}[]a $"=?:()EMPTY') for _ in range(rng.randint(0, 24))) for _ in range(5000)]
+    for text in texts:
+        assert outcome(_expand, text) == outcome(substitute, text), text
+
+    sim = AsteriskSim(lab=False)
+    values = ["plain", "", "7", "cr\rhere", "lf\nhere", "both\r\n", "é"]
+    for i in range(500):
+        ch = SimChannel(f"PJSIP/x-{i:08x}", f"1.{i}", caller_name=rng.choice(values), priority=rng.randint(1, 9))
+        fields: Any = [(f"Key{j}", rng.choice(values)) for j in range(rng.randint(0, 4))]
+        if i % 3 == 0:
+            fields = dict(fields)
+        channel = ch if i % 4 else None
+        one = sim.render_event("Newstate", fields, channel=channel)
+        assert one == sim._render_blanked("Newstate", fields, channel)
+        assert one.count(b"\r\n\r\n") == 1 and one.endswith(b"\r\n\r\n")
