@@ -820,7 +820,10 @@ class AsteriskSim(FakeAmiServer):
         ep = self.endpoints.get(ch.endpoint)
         if ep is not None:
             ep.active -= 1
-            self._version += 1
+            # the phone may be free now even if its device state did not change (a leg hung up
+            # while still being dialled): app_queue's polling callers would see it at their
+            # next re-check, so they are scheduled to look
+            self._queues_changed()
         fields: list[tuple[str, str]] = [("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))]
         if tech_cause is not None:
             fields.append(("TechCause", tech_cause))
