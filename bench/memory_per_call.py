@@ -47,6 +47,31 @@ fallback: {{id: fallback, queue: {QUEUE}}}
 """
 
 
+class GcClock:
+    """Time the controller's process spends in the garbage collector (measured, not tuned)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._t0 = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._t0
+            self.collections += 1
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores; /proc/stat)."""
+    with open("/proc/stat") as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -231,6 +256,10 @@ async def main() -> None:
         await asyncio.sleep(1.0)
         before = rss_bytes()
         profiler = cProfile.Profile() if args.profile else None
+        link.poll()
+        pbx_cpu0 = link.stats.get("cpu_s", 0.0)
+        machine0 = machine_busy_s()
+        gc_clock = GcClock()
         cpu0 = time.process_time()
         t0 = time.monotonic()
         if profiler is not None:
@@ -243,17 +272,25 @@ async def main() -> None:
         # Wait until the controller holds every call in the queue, the PBX says every call is in
         # it, or a call was diverted by fail-open (then it can never get there: stop at once).
         peak_live = 0
+        half: tuple[int, int] | None = None  # (live calls, RSS) once half of them are live
         last_print = 0.0
         progress: tuple[int, int] = (-1, -1)
         stalled_since = time.monotonic()
         while time.monotonic() - stalled_since < 60:  # give up after a minute without progress
             link.poll()
-            peak_live = max(peak_live, len(ctl.live.calls))
-            waiting = waiting_in_controller()
+            live_now = len(ctl.live.calls)
+            peak_live = max(peak_live, live_now)
             st = link.stats
-            if (waiting, st.get("in_queue", 0)) != progress:
-                progress, stalled_since = (waiting, st.get("in_queue", 0)), time.monotonic()
-            if args.progress and time.monotonic() - last_print >= 2.0:
+            if (live_now, st.get("in_queue", 0)) != progress:
+                progress, stalled_since = (live_now, st.get("in_queue", 0)), time.monotonic()
+            # (the scan of every live call is this harness's own CPU in the controller's process:
+            # only when it can decide something or is printed)
+            if half is None and live_now >= args.calls // 2:
+                gc.collect()
+                half = (live_now, rss_bytes())
+            printing = args.progress and time.monotonic() - last_print >= 2.0
+            waiting = waiting_in_controller() if printing or live_now >= args.calls else 0
+            if printing:
                 last_print = time.monotonic()
                 print(
                     f"  {last_print - t0:6.1f}s controller: live {len(ctl.live.calls):,} waiting {waiting:,} "
@@ -264,12 +301,15 @@ async def main() -> None:
                 )
             if st.get("failopen", 0) or (waiting >= args.calls and st.get("in_queue", 0) >= args.calls):
                 break
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.5)
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.profile)
         load_s = time.monotonic() - t0
         load_cpu = time.process_time() - cpu0
+        machine_load = machine_busy_s() - machine0
+        pbx_cpu_load = link.stats.get("cpu_s", 0.0) - pbx_cpu0
+        gc.callbacks.remove(gc_clock._on_gc)
         placing = await link.reply("placed", timeout=60)
         await asyncio.sleep(1.5)  # a last report from the PBX process after the load
         link.poll()
@@ -308,14 +348,22 @@ async def main() -> None:
     print(f"{'journeys in memory':<48}{journeys:>14,}")
     print(f"{'controller RSS before / with the calls (MB)':<48}{before / 2**20:>7.1f} / {during / 2**20:.1f}")
     print(f"{'memory per live call (KB)':<48}{per_call / 1024:>14.1f}")
+    if half is not None and live > half[0]:
+        marginal = (during - half[1]) / (live - half[0])
+        print(f"{f'  ... from {half[0]:,} to {live:,} live calls (KB per call)':<48}{marginal / 1024:>14.1f}")
     print(f"{'time to place the calls / hold them all (s)':<48}{placing['s']:>7.1f} / {load_s:.1f}"
           f"   {args.calls / args.rate:.1f} at {args.rate:g}/s")
     print(f"{'  ... placing held back by the controller (s)':<48}{placing['held_back_s']:>14.1f}"
           f"   (at most {args.in_flight or 'any'} calls waiting for routing)")
     print(f"{'  ... mean arrival rate (calls/s)':<48}{args.calls / placing['s']:>14.0f}")
     print(f"{'controller CPU during that time (s, % of a core)':<48}{load_cpu:>7.1f} / {100 * load_cpu / load_s:.0f} %")
-    print(f"{'simulated PBX CPU, whole run so far (s)':<48}{pbx_load.get('cpu_s', 0.0):>14.1f}"
+    print(f"{'  ... of which in the garbage collector (s)':<48}{gc_clock.seconds:>14.1f}"
+          f"   ({gc_clock.collections:,} collections)")
+    print(f"{'simulated PBX CPU during that time (s)':<48}{pbx_cpu_load:>14.1f}"
           f"   (its timers at most {pbx_load.get('max_lag_s', 0.0):.2f} s late)")
+    print(f"{'whole machine busy during that time (CPU s)':<48}{machine_load:>14.1f}"
+          f"   of {load_s * (os.cpu_count() or 1):.1f}; {machine_load - load_cpu - pbx_cpu_load:.1f} s neither"
+          f" controller nor PBX (PostgreSQL, other processes)")
     print(f"{'calls ended after the hang-ups / left live':<48}{ended:>7,} / {left}")
     if live < args.calls or held < args.calls or failopen or left:
         print("FAILED: not every call was routed and held live at once, or some never ended", file=sys.stderr)
