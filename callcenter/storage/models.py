@@ -294,6 +294,9 @@ class SurveyResponse(Base):
     __table_args__ = (
         CheckConstraint("score IS NULL OR score BETWEEN 0 AND 10", name="score"),
         CheckConstraint("answered = (score IS NOT NULL)", name="answered_has_score"),
+        # the customer card's newest scores (ORDER BY at DESC, id DESC LIMIT n); the NPS reports' period
+        Index("ix_survey_responses_customer_at", "customer_id", text("at DESC"), text("id DESC")),
+        Index("ix_survey_responses_at", "at"),
     )
 
 
@@ -380,6 +383,10 @@ class Webhook(Base):
     )
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     created_at: Mapped[datetime] = _now()
+    team_id: Mapped[int | None] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"),
+        comment="only the notifications this team's supervisors get on the event stream; NULL: all teams",
+    )
 
 
 # Tables owned by feature packages, declared on the same metadata (migrations compare all of it).
