@@ -18,8 +18,13 @@ doubling up to ``backoff_max_s``, for ``max_attempts`` attempts in all; other 4x
 receiver refusing the payload and are not retried. A notification given up on counts in
 ``callcenter_webhook_failures``.
 
-A receiver gets every notification of its kinds, whatever the team: registering one is an admin's
-act, like reading the whole floor (webhooks have no team of their own yet).
+A receiver without a team gets every notification of its kinds, whatever the team (only an
+admin registers one, like reading the whole floor). A receiver of a team (``webhooks.team_id``)
+gets only what that team's supervisors get on the event stream: the same filter
+(``events.make_filter``) over the team's scope (its agents' interfaces, its queues), re-read with
+the table. A ``call_ended`` goes to a team receiver when the call was the team's: the hook shows
+the ``call`` notifications to those receivers' filters as they are published (set lookups, like an
+SSE client's filter), whether or not the receiver asked for ``call`` itself.
 
 ``detractor`` (a post-call survey scored 0-6) is sent with the customer's name added
 (``data.customer_name``, one primary-key read when the notification is taken off the queue;
@@ -35,12 +40,15 @@ import hmac
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from callcenter.api.auth import Scope
 from callcenter.bus import Notification
 
 if TYPE_CHECKING:
@@ -91,6 +99,34 @@ class Target:
     url: str
     secret: str
     kinds: frozenset[str]
+    team_id: int | None = None
+    # a team's receiver: the event stream's filter for that team's supervisors (None: all teams)
+    accept: Callable[[Notification], bool] | None = field(default=None, compare=False)
+
+    def gets(self, n: Notification) -> bool:
+        """Whether this receiver gets ``n``: of its kinds and, for a team's receiver, in the team's
+        scope. Call it once per notification, in bus order (the filter tracks the calls shown)."""
+        return n.kind in self.kinds and (self.accept is None or self.accept(n))
+
+
+async def team_scopes(conn: AsyncConnection, team_ids: list[int]) -> dict[int, Scope]:
+    """What each team's supervisors see because of that team (``auth.load_scope`` for one
+    team): its members' agent ids and interfaces, the queues it owns."""
+    members: dict[int, set[int]] = {t: set() for t in team_ids}
+    interfaces: dict[int, set[str]] = {t: set() for t in team_ids}
+    queues: dict[int, set[str]] = {t: set() for t in team_ids}
+    if team_ids:
+        for r in await conn.execute(text(
+                "SELECT m.team_id, m.agent_id, e.interface FROM team_members m "
+                "LEFT JOIN agent_endpoints e ON e.agent_id = m.agent_id WHERE m.team_id = ANY(:t)"), {"t": team_ids}):
+            members[r.team_id].add(r.agent_id)
+            if r.interface is not None:
+                interfaces[r.team_id].add(r.interface)
+        for r in await conn.execute(text("SELECT team_id, queue FROM team_queues WHERE team_id = ANY(:t)"),
+                                    {"t": team_ids}):
+            queues[r.team_id].add(r.queue)
+    return {t: Scope(agent_ids=frozenset(members[t]), interfaces=frozenset(interfaces[t]),
+                     queues=frozenset(queues[t]), teams=frozenset({t})) for t in team_ids}
 
 
 class WebhookDispatcher:
@@ -100,6 +136,8 @@ class WebhookDispatcher:
         self.metrics = metrics
         self.queue: asyncio.Queue[Notification] = asyncio.Queue(options.webhook_queue_size)
         self._targets: list[Target] = []
+        self._follow: list[Target] = []  # team receivers of call_ended: shown every ``call`` as published
+        self._seen: dict[int, set[str]] = {}  # per team receiver: the calls it was shown (kept across reloads)
         self._loaded_at = float("-inf")
         self._stale = True
         self._task: asyncio.Task[None] | None = None
@@ -113,6 +151,10 @@ class WebhookDispatcher:
 
     # -- the bus hook: runs inside Bus.publish, on the controller's path ---------------------------
     def hook(self, n: Notification) -> None:
+        if n.kind == "call":  # the calls a team's receiver is shown, for its call_ended (even if dropped below)
+            for t in self._follow:
+                assert t.accept is not None
+                t.accept(n)
         if n.kind not in self.kinds:
             return
         try:
@@ -154,11 +196,23 @@ class WebhookDispatcher:
 
     # -- work ------------------------------------------------------------------------------------
     async def _load(self) -> None:
+        from callcenter.api.events import make_filter  # events imports this module
+        from callcenter.api.models import EventsQuery
+
         async with self._load_lock:
             generation = self._generation
             async with self.database.engine.connect() as conn:
-                rows = await conn.execute(text("SELECT id, url, secret, kinds FROM webhooks WHERE active ORDER BY id"))
-                self._targets = [Target(r.id, r.url, r.secret, frozenset(r.kinds)) for r in rows]
+                rows = (await conn.execute(text(
+                    "SELECT id, url, secret, kinds, team_id FROM webhooks WHERE active ORDER BY id"))).all()
+                scopes = await team_scopes(conn, sorted({r.team_id for r in rows if r.team_id is not None}))
+            everything = EventsQuery(snapshot=False)  # no kinds, queue or agent filter: the scope only
+            self._seen = {r.id: self._seen.get(r.id, set()) for r in rows if r.team_id is not None}
+            self._targets = [
+                Target(r.id, r.url, r.secret, frozenset(r.kinds), r.team_id,
+                       None if r.team_id is None else make_filter(scopes[r.team_id], everything, self._seen[r.id],
+                                                                  "supervisor"))
+                for r in rows]
+            self._follow = [t for t in self._targets if t.accept is not None and "call_ended" in t.kinds]
             self.kinds = DEFAULT_KINDS.union(*(t.kinds for t in self._targets))
             self._loaded_at = time.monotonic()
             self._stale = generation != self._generation
@@ -177,7 +231,7 @@ class WebhookDispatcher:
             n = await self.queue.get()
             n = await with_customer_name(self.database, n)
             for target in await self.targets():
-                if n.kind in target.kinds:
+                if target.gets(n):
                     await self._slots.acquire()
                     task = asyncio.create_task(self._deliver(target, n), name=f"webhook-{target.id}-{n.id}")
                     self._deliveries.add(task)

@@ -177,3 +177,74 @@ async def test_a_detractor_is_sent_to_receivers_that_ask_for_it_with_the_custome
                                 "customer_name": "Anna Ivanova", "score": 2}
         status, hooks, _ = await env.req("GET", "/api/v1/webhooks")
         assert status == 200 and ["detractor"] in [w["kinds"] for w in hooks["webhooks"]]
+
+
+async def add_team_hook(env: Env, url: str, team: str, kinds: list[str]) -> int:
+    """A receiver of one team, written as the API writes it (``webhooks.team_id``)."""
+    from sqlalchemy import text
+
+    async with env.engine.begin() as conn:
+        hook_id = (await conn.execute(text(
+            "INSERT INTO webhooks (url, secret, kinds, team_id) VALUES (:u, :s, :k, :t) RETURNING id"),
+            {"u": url, "s": "s" * 32, "k": kinds, "t": env.ids[team]})).scalar_one()
+    env.state.webhooks.invalidate()
+    await env.state.webhooks.targets()
+    return int(hook_id)
+
+
+def _got(rec: Receiver) -> list[tuple[str, Any]]:
+    return [(b["kind"], b["data"].get("call_id")) for b in (json.loads(r["body"]) for r in rec.requests)]
+
+
+async def test_a_team_receiver_gets_what_the_teams_supervisors_get_on_the_event_stream(database, tmp_path) -> None:
+    kinds = ["screen_pop", "call_ended", "detractor", "callback_overdue"]
+    async with api_env(database, tmp_path) as env, receiver() as (red, red_url), \
+            receiver() as (blue, blue_url), receiver() as (every, every_url):
+        await add_team_hook(env, red_url, "red", kinds)  # red: alice (PJSIP/1001), queue sales
+        await add_team_hook(env, blue_url, "blue", kinds)  # blue: bob (PJSIP/1002), queue support
+        await add_hook(env, every_url, kinds=kinds)  # no team: all of them, as before
+        floor(env)  # screen pop: c-sales offered to alice in sales
+        offer_and_connect(env, "c-support", "support", "PJSIP/1002")  # screen pop: c-support to bob
+        end(env, "c-support")
+        end(env, "c-sales")
+        end(env, "c-wait")  # waited in sales: red's queue, so red was shown it
+        bus = env.controller.bus
+        for call_id, agent, queue in (("d-red", "PJSIP/1001", "sales"), ("d-blue", "PJSIP/1002", "support"),
+                                      ("d-both", "PJSIP/1001", "support")):  # alice (red) on blue's queue
+            bus.publish("detractor", {"call_id": call_id, "agent": agent, "queue": queue, "score": 3,
+                                      "customer_id": None}, agent=agent, queue=queue)
+        bus.publish("callback_overdue", {"call_id": "cb-blue", "reason": "overdue"}, queue="support")
+        await wait_for(lambda: len(every.requests) >= 9 and len(red.requests) >= 5 and len(blue.requests) >= 5)
+        await asyncio.sleep(0.3)
+    # deliveries run concurrently: compare without order
+    assert sorted(_got(red)) == sorted([("screen_pop", "c-sales"), ("call_ended", "c-sales"), ("call_ended", "c-wait"),
+                                        ("detractor", "d-red"), ("detractor", "d-both")])
+    assert sorted(_got(blue)) == sorted([("screen_pop", "c-support"), ("call_ended", "c-support"),
+                                         ("detractor", "d-blue"), ("detractor", "d-both"),
+                                         ("callback_overdue", "cb-blue")])
+    assert sorted(_got(every)) == sorted(set(_got(red)) | set(_got(blue)))  # 9: d-both once
+    assert {json.loads(r["body"])["kind"] for r in red.requests} <= set(kinds)  # no call/queue/agent changes
+
+
+async def test_a_team_receiver_follows_the_teams_membership_and_goes_with_the_team(database, tmp_path) -> None:
+    from sqlalchemy import text
+
+    async with api_env(database, tmp_path) as env, receiver() as (red, red_url):
+        await add_team_hook(env, red_url, "red", ["screen_pop"])
+        bus = env.controller.bus
+        bus.publish("screen_pop", {"call_id": "p1"}, agent="PJSIP/1002", queue="support")  # bob: blue
+        bus.publish("screen_pop", {"call_id": "p0"}, agent="PJSIP/1001", queue="sales")  # alice: red
+        await wait_for(lambda: len(red.requests) >= 1)  # p1 was taken off the queue before p0
+        async with env.engine.begin() as conn:  # bob joins red
+            await conn.execute(text("INSERT INTO team_members (team_id, agent_id) VALUES (:t, :a)"),
+                               {"t": env.ids["red"], "a": env.ids["bob"]})
+        await asyncio.sleep(0.2)
+        bus.publish("screen_pop", {"call_id": "p2"}, agent="PJSIP/1002", queue="support")  # read again (refresh 0)
+        await wait_for(lambda: len(red.requests) >= 2)
+        async with env.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM teams WHERE id = :t"), {"t": env.ids["red"]})
+        await asyncio.sleep(0.2)
+        bus.publish("screen_pop", {"call_id": "p3"}, agent="PJSIP/1001", queue="sales")
+        await asyncio.sleep(0.3)
+        assert _got(red) == [("screen_pop", "p0"), ("screen_pop", "p2")]
+        assert [t.id for t in await env.state.webhooks.targets()] == []
