@@ -82,3 +82,33 @@ async def test_drive_a_parked_call_then_resync_after_a_drop() -> None:
             assert not result.ok and "No such channel" in (result.error or "")
         finally:
             await adapter.close()
+
+
+async def test_the_default_subscription_lets_through_only_what_the_translator_handles() -> None:
+    async with FakeEslServer() as server:
+        adapter = FreeswitchAdapter.connect(
+            "fs-sim", "127.0.0.1", server.port, "ClueCon", client_options={"heartbeat_timeout": None}
+        )
+        received: list[tuple[str, str | None]] = []
+        adapter._client.on_event(lambda ev, at: received.append((ev.name, ev.subclass)))  # type: ignore[attr-defined]
+        seen: list[Event] = []
+        adapter.subscribe(seen.append)
+        await adapter.start()
+        try:
+            ch = server.add_channel(CALLER, caller_number="2125550123", destination="5550100", context="public")
+            server.emit("CHANNEL_CREATE", channel=ch)
+            server.emit("CHANNEL_STATE", channel=ch)  # ignored by the translator: filtered by FreeSWITCH
+            server.emit("CUSTOM", [("Action", "maniacal")], subclass="conference::maniacal")
+            server.emit(
+                "CUSTOM",
+                [("CC-Queue", "queue_1@default"), ("CC-Action", "member-queue-start"),
+                 ("CC-Member-Session-UUID", CALLER), ("CC-Member-UUID", "m-1")],
+                subclass="callcenter::info",
+                channel=ch,
+            )
+            server.emit("CHANNEL_HANGUP", [("Hangup-Cause", "NORMAL_CLEARING")], channel=ch)
+            await until(lambda: ("CHANNEL_HANGUP", None) in received)
+            assert received == [("CHANNEL_CREATE", None), ("CUSTOM", "callcenter::info"), ("CHANNEL_HANGUP", None)]
+            assert [e.type for e in seen][:2] == ["call_arrived", "queue_joined"]
+        finally:
+            await adapter.close()

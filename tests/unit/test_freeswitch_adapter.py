@@ -356,3 +356,40 @@ async def test_adapter_publishes_exactly_what_the_translator_emits(scenario: str
         expected.extend(reference.feed(ev, at))
         await client.push(ev, at)
     assert [e.to_dict() for e in seen] == [e.to_dict() for e in expected]
+
+
+def _subscription(adapter: FreeswitchAdapter) -> tuple[list[str], list[str]]:
+    """The ``event json ...`` line the adapter's client sends: (event names, CUSTOM subclasses)."""
+    client: Any = adapter._client
+    line = client._setup[0][0].decode().strip()
+    words = line.split()
+    assert words[:2] == ["event", "json"], line
+    names = words[2:]
+    cut = names.index("CUSTOM") + 1 if "CUSTOM" in names else len(names)
+    return names[:cut], names[cut:]
+
+
+def test_the_adapter_subscribes_to_every_event_the_translator_handles() -> None:
+    from callcenter.pbx.freeswitch.translate import _HANDLERS, HANDLED_EVENTS, SUBSCRIPTIONS
+
+    adapter = FreeswitchAdapter.connect("fs", "127.0.0.1", 8021, "ClueCon")  # nothing connects yet
+    names, subclasses = _subscription(adapter)
+    assert "ALL" not in names
+    # a new handler can never silently miss its events: everything the translator acts on...
+    assert set(_HANDLERS) | {"CUSTOM"} == HANDLED_EVENTS
+    assert HANDLED_EVENTS <= set(names), sorted(HANDLED_EVENTS - set(names))
+    assert subclasses == ["callcenter::info"]  # ...the one CUSTOM subclass it reads...
+    # ...and what the client needs itself (bgapi results, the heartbeat watchdog), nothing else
+    assert set(names) == HANDLED_EVENTS | {"HEARTBEAT"}
+    assert tuple(SUBSCRIPTIONS) == (*sorted(_HANDLERS), "CUSTOM", "callcenter::info")
+    # the translator turns every CUSTOM callcenter::info action into something or ignores it by
+    # name: no handled event name is in its ignore list
+    from callcenter.pbx.freeswitch.translate import IGNORED_EVENTS
+
+    assert not (HANDLED_EVENTS & IGNORED_EVENTS)
+
+
+def test_the_subscription_can_be_overridden_for_trace_capture() -> None:
+    adapter = FreeswitchAdapter.connect("fs", "127.0.0.1", 8021, "ClueCon", client_options={"subscriptions": ("ALL",)})
+    names, subclasses = _subscription(adapter)
+    assert names == ["ALL"] and subclasses == []

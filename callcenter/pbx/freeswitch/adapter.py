@@ -52,7 +52,7 @@ from callcenter.pbx.freeswitch.actions import DEFAULT_NAMES, Api, DialplanNames,
 from callcenter.pbx.freeswitch.client import EslClient
 from callcenter.pbx.freeswitch.message import EslEvent, EslFrame
 from callcenter.pbx.freeswitch.trace import TraceWriter
-from callcenter.pbx.freeswitch.translate import FreeswitchTranslator, parse_table
+from callcenter.pbx.freeswitch.translate import SUBSCRIPTIONS, FreeswitchTranslator, parse_table
 from callcenter.pbx.port import CommandResult, EventHandler
 
 __all__ = ["EslClientLike", "FreeswitchAdapter"]
@@ -149,10 +149,17 @@ class FreeswitchAdapter:
         client_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> FreeswitchAdapter:
-        """The adapter with a real ESL client (nothing connects before ``start()``)."""
+        """The adapter with a real ESL client (nothing connects before ``start()``).
+
+        The client subscribes to ``translate.SUBSCRIPTIONS`` (the events the translator acts
+        on, plus ``CUSTOM callcenter::info``): FreeSWITCH filters before sending, so about half
+        of an ALL stream never reaches us - what keeps the listener far from FreeSWITCH's
+        "too far behind" limit. ``client_options={"subscriptions": ("ALL",)}`` for a full trace.
+        """
         # One clock for both: resync compares snapshot times with the client's event times.
         clock = options.pop("clock", _utcnow)
-        client = EslClient(host, port, password, name=name, record=record, clock=clock, **(client_options or {}))
+        opts: dict[str, Any] = {"subscriptions": SUBSCRIPTIONS, **(client_options or {})}
+        client = EslClient(host, port, password, name=name, record=record, clock=clock, **opts)
         return cls(name, client, clock=clock, **options)
 
     # -- PbxPort ------------------------------------------------------------------------------
@@ -182,7 +189,9 @@ class FreeswitchAdapter:
             return await self._execute(cmd)
 
     # -- events -------------------------------------------------------------------------------
-    async def _on_esl_event(self, ev: EslEvent, at: datetime) -> None:
+    def _on_esl_event(self, ev: EslEvent, at: datetime) -> Awaitable[None] | None:
+        # Sync: most events imply no domain event, and those cost no coroutine. When some do,
+        # the client awaits their publishing before it hands over the next ESL event.
         name = ev.name
         if name == "CHANNEL_EXECUTE_COMPLETE":
             waiting = self._executing.get(ev.get("Application-UUID") or "")
@@ -193,7 +202,8 @@ class FreeswitchAdapter:
             for channel, fut in list(self._executing.values()):
                 if channel == uuid and not fut.done():
                     fut.set_exception(_Gone(f"channel {uuid} is gone"))
-        await self._publish(self.translator.feed(ev, at))
+        events = self.translator.feed(ev, at)
+        return self._publish(events) if events else None
 
     async def _publish(self, events: Iterable[Event]) -> None:
         for event in events:

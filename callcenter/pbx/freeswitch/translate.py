@@ -153,6 +153,7 @@ __all__ = [
     "HOLD_APPS",
     "IGNORED_CC_ACTIONS",
     "IGNORED_EVENTS",
+    "SUBSCRIPTIONS",
     "FreeswitchTranslator",
     "agent_state_status",
     "parse_table",
@@ -1169,3 +1170,10 @@ _CC_HANDLERS: dict[str, _Handler] = {
 }
 
 HANDLED_EVENTS: frozenset[str] = frozenset(_HANDLERS) | {"CUSTOM"}
+
+# What to subscribe to (``event json <these>``): every event name a handler exists for, then
+# CUSTOM with the one subclass read (words after CUSTOM are subclasses). FreeSWITCH filters
+# before sending, so a listener subscribed to this receives about half of an ALL stream (the
+# captures) and the translator sees everything it acts on. BACKGROUND_JOB is listed too
+# (originate results); the ESL client adds it and HEARTBEAT anyway.
+SUBSCRIPTIONS: tuple[str, ...] = (*sorted(_HANDLERS), "CUSTOM", _CALLCENTER)
