@@ -68,7 +68,8 @@ Why each piece looks the way it does:
   without re-encoding an existing ``%XX``, so a value containing ``%41`` comes back as ``A`` -
   and needs no URL-decoding. Subscribing only to the events the translator uses
   (``subscriptions=``) halves the traffic of the captured scenarios: FreeSWITCH filters before
-  sending.
+  sending. ``FreeswitchAdapter.connect`` does that by default (``translate.SUBSCRIPTIONS``); the
+  client's own default stays ``ALL`` (trace capture).
 * Credentials come only from the arguments, are never logged and are not in ``repr``.
 """
 
