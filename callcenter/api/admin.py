@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from callcenter.api import audit
+from callcenter.api import audit, webhooks
 from callcenter.api import auth as authmod
 from callcenter.api.models import (
     AgentIn,
@@ -22,7 +21,7 @@ from callcenter.api.models import (
     WebhookIn,
 )
 from callcenter.api.problems import ApiProblem, conflict, forbidden, not_found
-from callcenter.api.router import Call, Reply, route
+from callcenter.api.router import Call, route
 from callcenter.crm.phones import PhoneError, to_e164
 
 ADMIN = {"admin"}
@@ -386,35 +385,21 @@ async def read_audit(c: Call) -> Any:
     return {"entries": await audit.read(c.ctx.database.engine, limit=q.limit, action=q.action, before_id=q.before_id)}
 
 
-@route("GET", "/api/v1/webhooks", roles=ADMIN, summary="Webhook receivers (secrets not shown)", tag="admin")
+@route("GET", "/api/v1/webhooks", roles={"admin", "supervisor"}, tag="admin",
+       summary="Webhook receivers, secrets not shown (supervisors: their teams')")
 async def list_webhooks(c: Call) -> Any:
-    async with c.ctx.database.engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT id, url, kinds, active, created_at FROM webhooks ORDER BY id"))).mappings().all()
-    return {"webhooks": [{**r, "kinds": list(r["kinds"])} for r in rows],
-            "delivery": c.state.webhooks.pending()}
+    return await webhooks.list_webhooks(c)
 
 
-@route("POST", "/api/v1/webhooks", roles=ADMIN, body=WebhookIn, status=201, tag="admin",
-       summary="Add a webhook receiver; the signing secret is shown once")
+@route("POST", "/api/v1/webhooks", roles={"admin", "supervisor"}, body=WebhookIn, status=201, tag="admin",
+       summary="Add a webhook receiver, of a team or (admins) of all; the signing secret is shown once")
 async def create_webhook(c: Call) -> Any:
-    b: WebhookIn = c.body
-    secret = b.secret or secrets.token_urlsafe(32)
-    async with c.ctx.database.engine.begin() as conn:
-        row = (await conn.execute(text(
-            "INSERT INTO webhooks (url, secret, kinds, active) VALUES (:u, :s, :k, :a) "
-            "RETURNING id, url, kinds, active, created_at"),
-            {"u": str(b.url), "s": secret, "k": sorted(set(b.kinds)), "a": b.active})).mappings().one()
-    c.state.webhooks.invalidate()
-    return Reply({**row, "kinds": list(row["kinds"]), "secret": secret}, 201)
+    """Supervisors: ``team_id`` required, one of their teams (403 otherwise)."""
+    return await webhooks.create_webhook(c)
 
 
-@route("DELETE", "/api/v1/webhooks/{webhook_id}", roles=ADMIN, status=204, summary="Remove a webhook receiver",
-       tag="admin")
+@route("DELETE", "/api/v1/webhooks/{webhook_id}", roles={"admin", "supervisor"}, status=204, tag="admin",
+       summary="Remove a webhook receiver (supervisors: of their teams)")
 async def delete_webhook(c: Call) -> Any:
-    async with c.ctx.database.engine.begin() as conn:
-        if await conn.scalar(text("DELETE FROM webhooks WHERE id = :id RETURNING id"),
-                             {"id": c.path["webhook_id"]}) is None:
-            raise not_found(f"no webhook {c.path['webhook_id']}")
-    c.state.webhooks.invalidate()
+    await webhooks.delete_webhook(c)
     return _no_content()

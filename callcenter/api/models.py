@@ -143,6 +143,9 @@ class WebhookIn(_Body):
     secret: Annotated[str, Field(min_length=16, max_length=200)] | None = Field(
         default=None, description="HMAC key; generated (and returned once) if absent")
     active: bool = True
+    team_id: DbId | None = Field(
+        default=None, description="only the notifications this team's supervisors get on the event stream; "
+                                  "required for supervisors (their own teams); none: all teams (admins only)")
 
 
 class AuditQuery(BaseModel):

@@ -39,6 +39,7 @@ import hashlib
 import hmac
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -49,11 +50,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callcenter.api.auth import Scope
+from callcenter.api.problems import ApiProblem, forbidden, not_found
+from callcenter.api.router import Call, Reply
 from callcenter.bus import Notification
 
 if TYPE_CHECKING:
     from callcenter.api.context import ApiOptions
     from callcenter.api.metrics import ApiMetrics
+    from callcenter.api.models import WebhookIn
     from callcenter.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -277,3 +281,56 @@ class WebhookDispatcher:
 
     def pending(self) -> dict[str, Any]:
         return {"queued": self.queue.qsize(), "in_flight": len(self._deliveries)}
+
+
+# -- the API's webhook routes (registered in admin.py): admins any, supervisors their own teams' ---
+
+COLUMNS = "id, url, kinds, active, team_id, created_at"
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {**r, "kinds": list(r["kinds"])}
+
+
+async def list_webhooks(c: Call) -> dict[str, Any]:
+    """Admins: all receivers; supervisors: those of their teams (not the ones of all teams)."""
+    scope = await c.scope()
+    where, params = ("", {}) if scope.everything else (" WHERE team_id = ANY(:t)", {"t": sorted(scope.teams)})
+    async with c.ctx.database.engine.connect() as conn:
+        rows = (await conn.execute(text(f"SELECT {COLUMNS} FROM webhooks{where} ORDER BY id"), params)).mappings()
+        return {"webhooks": [_row(r) for r in rows], "delivery": c.state.webhooks.pending()}
+
+
+async def create_webhook(c: Call) -> Reply:
+    b: WebhookIn = c.body
+    scope = await c.scope()
+    if not scope.everything:
+        if b.team_id is None:
+            raise forbidden("a webhook without a team gets every team's notifications: admins only; give team_id")
+        if b.team_id not in scope.teams:
+            raise forbidden("you do not supervise this team")
+    secret = b.secret or secrets.token_urlsafe(32)
+    async with c.ctx.database.engine.begin() as conn:
+        if b.team_id is not None and not await conn.scalar(text("SELECT 1 FROM teams WHERE id = :t"), {"t": b.team_id}):
+            raise ApiProblem(422, f"no team {b.team_id}", kind="validation-error",
+                             errors=[{"in": "body", "path": "team_id", "pointer": "#/team_id",
+                                      "detail": f"no team {b.team_id}", "type": "value_error"}])
+        row = (await conn.execute(text(
+            "INSERT INTO webhooks (url, secret, kinds, active, team_id) VALUES (:u, :s, :k, :a, :t) "
+            f"RETURNING {COLUMNS}"),
+            {"u": str(b.url), "s": secret, "k": sorted(set(b.kinds)), "a": b.active, "t": b.team_id})).mappings().one()
+    c.state.webhooks.invalidate()
+    return Reply({**_row(row), "secret": secret}, 201)
+
+
+async def delete_webhook(c: Call) -> None:
+    """Supervisors: 403 for any receiver not of their teams (whether or not it exists)."""
+    scope = await c.scope()
+    webhook_id = c.path["webhook_id"]
+    async with c.ctx.database.engine.begin() as conn:
+        team_id = await conn.scalar(text("SELECT team_id FROM webhooks WHERE id = :id FOR UPDATE"), {"id": webhook_id})
+        if not scope.everything and team_id not in scope.teams:
+            raise forbidden("this webhook is not of your teams")
+        if await conn.scalar(text("DELETE FROM webhooks WHERE id = :id RETURNING id"), {"id": webhook_id}) is None:
+            raise not_found(f"no webhook {webhook_id}")
+    c.state.webhooks.invalidate()

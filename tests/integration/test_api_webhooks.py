@@ -180,7 +180,7 @@ async def test_a_detractor_is_sent_to_receivers_that_ask_for_it_with_the_custome
 
 
 async def add_team_hook(env: Env, url: str, team: str, kinds: list[str]) -> int:
-    """A receiver of one team, written as the API writes it (``webhooks.team_id``)."""
+    """A receiver of one team (``webhooks.team_id``), written directly: any team, whoever supervises it."""
     from sqlalchemy import text
 
     async with env.engine.begin() as conn:
@@ -248,3 +248,68 @@ async def test_a_team_receiver_follows_the_teams_membership_and_goes_with_the_te
         await asyncio.sleep(0.3)
         assert _got(red) == [("screen_pop", "p0"), ("screen_pop", "p2")]
         assert [t.id for t in await env.state.webhooks.targets()] == []
+
+
+async def test_supervisors_manage_the_receivers_of_their_own_teams_only(database, tmp_path) -> None:
+    async with api_env(database, tmp_path) as env:
+        red, blue = env.ids["red"], env.ids["blue"]
+        url = "https://crm.example/hooks/cc"
+        # a supervisor: only with a team, and only one of theirs
+        status, body, _ = await env.req("POST", "/api/v1/webhooks", "sup_red", json={"url": url})
+        assert status == 403 and "admins only" in body["detail"]
+        status, _, _ = await env.req("POST", "/api/v1/webhooks", "sup_red", json={"url": url, "team_id": blue})
+        assert status == 403
+        status, red_hook, _ = await env.req("POST", "/api/v1/webhooks", "sup_red",
+                                            json={"url": url, "team_id": red, "kinds": ["detractor"]})
+        assert status == 201 and red_hook["team_id"] == red and red_hook["secret"]
+        status, blue_hook, _ = await env.req("POST", "/api/v1/webhooks", "sup_blue", json={"url": url, "team_id": blue})
+        assert status == 201 and blue_hook["team_id"] == blue
+        # an admin: any team, or none (all teams); a team that does not exist is a 422
+        status, all_hook, _ = await env.req("POST", "/api/v1/webhooks", json={"url": url})
+        assert status == 201 and all_hook["team_id"] is None
+        status, other, _ = await env.req("POST", "/api/v1/webhooks", json={"url": url, "team_id": blue})
+        assert status == 201 and other["team_id"] == blue
+        status, body, _ = await env.req("POST", "/api/v1/webhooks", json={"url": url, "team_id": 999999})
+        assert status == 422 and body["errors"][0]["path"] == "team_id"
+        for who in ("analyst", "alice"):
+            status, _, _ = await env.req("POST", "/api/v1/webhooks", who, json={"url": url, "team_id": red})
+            assert status == 403
+
+        async def listed(who: str) -> list[tuple[int, int | None]]:
+            status, body, _ = await env.req("GET", "/api/v1/webhooks", who)
+            assert status == 200 and all("secret" not in w for w in body["webhooks"])
+            return [(w["id"], w["team_id"]) for w in body["webhooks"]]
+
+        assert await listed("sup_red") == [(red_hook["id"], red)]
+        assert await listed("sup_blue") == [(blue_hook["id"], blue), (other["id"], blue)]
+        assert await listed("admin") == [(red_hook["id"], red), (blue_hook["id"], blue), (all_hook["id"], None),
+                                         (other["id"], blue)]
+        # deleting: not another team's, not one of all teams
+        for hook_id in (blue_hook["id"], all_hook["id"], 999999):
+            status, _, _ = await env.req("DELETE", f"/api/v1/webhooks/{hook_id}", "sup_red")
+            assert status == 403
+        status, _, _ = await env.req("DELETE", f"/api/v1/webhooks/{red_hook['id']}", "sup_red")
+        assert status == 204
+        status, _, _ = await env.req("DELETE", f"/api/v1/webhooks/{red_hook['id']}")
+        assert status == 404
+        status, _, _ = await env.req("DELETE", f"/api/v1/webhooks/{blue_hook['id']}")  # an admin: any
+        assert status == 204
+        assert await listed("admin") == [(all_hook["id"], None), (other["id"], blue)]
+
+
+async def test_a_receiver_a_supervisor_adds_gets_their_teams_detractors_only(database, tmp_path) -> None:
+    async with api_env(database, tmp_path) as env, receiver() as (rec, url):
+        status, hook, _ = await env.req("POST", "/api/v1/webhooks", "sup_blue",
+                                        json={"url": url, "team_id": env.ids["blue"], "kinds": ["detractor"]})
+        assert status == 201
+        await wait_for(lambda: "detractor" in env.state.webhooks.kinds)  # the table is read again after a POST
+        bus = env.controller.bus
+        for call_id, agent, queue in (("d-red", "PJSIP/1001", "sales"), ("d-blue", "PJSIP/1002", "support")):
+            bus.publish("detractor", {"call_id": call_id, "agent": agent, "queue": queue, "score": 1,
+                                      "customer_id": None}, agent=agent, queue=queue)
+        await wait_for(lambda: len(rec.requests) >= 1)
+        await asyncio.sleep(0.3)
+        assert _got(rec) == [("detractor", "d-blue")]
+        h = rec.requests[0]["headers"]
+        assert verify(hook["secret"], h["X-Callcenter-Timestamp"], rec.requests[0]["body"],
+                      h["X-Callcenter-Signature"])
