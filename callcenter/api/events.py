@@ -63,11 +63,19 @@ def make_filter(scope: Scope, q: EventsQuery, seen: set[str], role: str | None =
             return False
         return True
 
+    # call_ended is delivered for the calls this client may see; a client that asked for
+    # call_ended without call (kinds=screen_pop,call_ended) still needs the calls remembered.
+    remember_only = kinds is not None and "call" not in kinds and "call_ended" in kinds
+
     def accept(n: Notification) -> bool:
+        call_id = n.data.get("call_id")
+        if n.kind == "call" and remember_only:
+            if visible(n) and wanted(n) and isinstance(call_id, str):
+                seen.add(call_id)  # remembered for its call_ended, not delivered
+            return False
         if kinds is not None and n.kind not in kinds and not (n.kind == "call_ended" and "call" in kinds):
             return False
         ok = visible(n) and wanted(n)
-        call_id = n.data.get("call_id")
         if ok and n.kind == "call" and isinstance(call_id, str):
             seen.add(call_id)
         elif ok and n.kind == "call_ended":

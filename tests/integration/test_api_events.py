@@ -197,3 +197,21 @@ async def test_detractors_and_callback_escalations_reach_the_supervisors_of_the_
     assert red_detractor["data"] == {"call_id": "d-red", "agent": "PJSIP/1001", "queue": "sales",
                                      "customer_id": anna, "customer_name": "Anna Ivanova", "score": 3}
     assert got["blue"][0][1]["data"]["customer_name"] is None  # an unknown caller
+
+
+async def test_call_ended_without_call_follows_the_calls_the_client_may_see(database, tmp_path) -> None:
+    # The documented "screen pops and hang-ups" stream: kinds=screen_pop,call_ended (no call).
+    async with api_env(database, tmp_path) as env:
+        floor(env)
+        async with stream(env, "admin", "?snapshot=false&kinds=screen_pop,call_ended") as pops, \
+                stream(env, "sup_blue", "?snapshot=false&kinds=call_ended") as blue:
+            arrive(env, "c-s3", "sales", "+12025550131", "S3")
+            offer_and_connect(env, "c-s3", "sales", "PJSIP/1001")
+            arrive(env, "c-b3", "support", "+12025550132", "B3")
+            end(env, "c-s3")
+            end(env, "c-b3")
+            got = await pops.kinds_until_quiet()
+            blue_got = await blue.kinds_until_quiet()
+        assert {k for k, _ in got} == {"screen_pop", "call_ended"}  # no call notifications delivered
+        assert sorted(d["data"]["call_id"] for k, d in got if k == "call_ended") == ["c-b3", "c-s3"]
+        assert [(k, d["data"]["call_id"]) for k, d in blue_got] == [("call_ended", "c-b3")]  # blue's team only
