@@ -56,7 +56,7 @@ MATRIX: list[tuple[str, str, Any, tuple[Any, ...]]] = [
     ("POST", "/api/v1/tokens", {"name": "x", "role": "analyst"}, (Y, N, N, N, N, N)),
     ("DELETE", "/api/v1/tokens/{fresh_token}", None, (Y, N, N, N, N, N)),
     ("GET", "/api/v1/audit", None, (Y, N, N, N, N, N)),
-    ("GET", "/api/v1/webhooks", None, (Y, N, N, N, N, N)),
+    ("GET", "/api/v1/webhooks", None, (Y, Y, Y, N, N, N)),  # supervisors: their teams' only
     ("POST", "/api/v1/webhooks", {"url": "http://127.0.0.1:9/hook"}, (Y, N, N, N, N, N)),
     ("DELETE", "/api/v1/webhooks/{fresh_webhook}", None, (Y, N, N, N, N, N)),
     # CRM and callbacks (the customer base is shared by all teams)
@@ -91,6 +91,8 @@ MATRIX: list[tuple[str, str, Any, tuple[Any, ...]]] = [
     ("GET", "/api/v1/reports/kpi" + KPI, None, (Y, N, N, Y, N, N)),
     ("GET", "/api/v1/reports/abandons" + KPI, None, (Y, N, N, Y, N, N)),
     ("GET", "/api/v1/reports/agents" + KPI, None, (Y, N, N, Y, N, N)),
+    ("GET", "/api/v1/reports/nps" + KPI, None, (Y, N, N, Y, N, N)),
+    ("GET", "/api/v1/reports/callbacks" + KPI, None, (Y, N, N, Y, N, N)),
 ]
 
 _uniq = itertools.count(100)
