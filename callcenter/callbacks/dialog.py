@@ -40,12 +40,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from callcenter.domain.commands import CollectDigits, Command, HangUp, PlayPrompt, SetVariable
+from callcenter.routing.decide import VAR_CALLBACK
 from callcenter.routing.rules import CallbackDialog
 
 Stage = Literal["offer", "confirm", "number", "topic"]
 Normalise = Callable[[str], str | None]
 
-VAR_CALLBACK = "CC_CALLBACK"
 
 
 @dataclass(frozen=True, slots=True)

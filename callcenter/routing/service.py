@@ -39,12 +39,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from callcenter.callbacks import dialog as cbdialog
 from callcenter.callbacks.dialog import (
     Ask,
     Declined,
     Failed,
     Filed,
+    Step,
     ask_commands,
     dialog_next,
     dialog_start,
@@ -53,6 +53,7 @@ from callcenter.callbacks.dialog import (
     offer_start,
 )
 from callcenter.crm.lookup import CrmLookup, LookupResult
+from callcenter.crm.phones import PhoneError, to_e164
 from callcenter.domain.commands import Command, ReleaseCall
 from callcenter.domain.events import CallEnded, ControllerAttached, Event
 from callcenter.logs import call_context
@@ -360,7 +361,7 @@ class RoutingService:
             offer = d.callback_offer
             if not await self._run(ev.pbx, commands[:-1], started=started):
                 return
-            first = offer_start(offer.prompt, offer.key, offer.timeout_ms, self._caller_phone(ev))
+            first = offer_start(offer.prompt, offer.key, offer.timeout_ms, call.caller_e164)
             taken = await self._callback_dialog(ev, d, offer.queue, call, routed.rules, offered=True, first=first)
             if taken is not None:
                 return  # filed (or the caller hung up): not queued
@@ -370,31 +371,20 @@ class RoutingService:
         await self._run(ev.pbx, commands, started=started)
         self._after_exit(ev, d)
 
-    def _caller_phone(self, ev: ControllerAttached) -> str | None:
-        from callcenter.crm.phones import PhoneError, to_e164
-
-        if not ev.caller_number:
-            return None
-        try:
-            return to_e164(ev.caller_number, self.region)
-        except PhoneError:
-            return None
-
     def _keyed_phone(self, digits: str) -> str | None:
-        from callcenter.crm.phones import PhoneError, to_e164
-
+        """A number keyed by the caller, normalised like CRM numbers (None: not a valid number)."""
         try:
             return to_e164(digits, self.region)
         except PhoneError:
             return None
 
     async def _callback_dialog(self, ev: ControllerAttached, d: Decision, queue: str, call: CallInfo,
-                               rules: RuleSet, *, offered: bool, first: Ask | None) -> cbdialog.Step | None:
+                               rules: RuleSet, *, offered: bool, first: Ask | None) -> Step | None:
         """Run the pure callback dialog on the call. Returns the final step, or None when an
         offer was declined (the caller joins the queue)."""
         assert ev.call_id is not None
         dialog = rules.callback
-        step: cbdialog.Step = first if first is not None else dialog_start(dialog, self._caller_phone(ev))
+        step: Step = first if first is not None else dialog_start(dialog, call.caller_e164)
         gone = False
         while isinstance(step, Ask):
             digits: str | None = None
