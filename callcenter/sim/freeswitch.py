@@ -151,6 +151,8 @@ class _Condition:
     field: str | None
     expression: str | None
     actions: tuple[tuple[str, str], ...]
+    anti_actions: tuple[tuple[str, str], ...] = ()
+    brk: str = "on-false"  # the condition's break attribute
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,36 +195,50 @@ class FsDialplan:
                             c.get("field"),
                             c.get("expression"),
                             tuple((a.get("application") or "", a.get("data") or "") for a in c.findall("action")),
+                            tuple((a.get("application") or "", a.get("data") or "")
+                                  for a in c.findall("anti-action")),
+                            (c.get("break") or "on-false").lower(),
                         )
                         for c in ext.findall("condition")
                     )
                     exts.append(_Extension(ext.get("name") or "", conds, (ext.get("continue") or "") == "true"))
 
     def hunt(self, context: str, value_of: Callable[[str], str]) -> list[tuple[str, str]] | None:
-        """The actions for a channel (``value_of(field)``), or None when nothing matched."""
+        """The actions for a channel (``value_of(field)``), or None when nothing matched.
+
+        As mod_dialplan_xml's ``parse_exten``: conditions in order; a match adds its actions and
+        stops the extension on ``break="on-true"|"always"``; a mismatch adds its anti-actions and
+        stops it on ``break="on-false"`` (the default) or ``"always"``, but goes on with the next
+        condition on ``"never"``. The extension matched when its *last evaluated* condition did.
+        Actions are added to the one extension being built as they are met, so those of an
+        extension whose later condition fails stay in it (FreeSWITCH does the same)."""
         exts = self.contexts.get(context)
         if exts is None:
             return None
         out: list[tuple[str, str]] = []
         matched = False
         for ext in exts:
-            actions: list[tuple[str, str]] = []
-            ok = bool(ext.conditions)
+            proceed = False
             for cond in ext.conditions:
                 groups: tuple[str, ...] = ()
                 if cond.field is not None and cond.expression is not None:
                     m = re.search(cond.expression, value_of(cond.field))
                     if m is None:
-                        ok = False
-                        break
+                        proceed = False
+                        out.extend(cond.anti_actions)
+                        if cond.brk in ("on-false", "always"):
+                            break
+                        continue
                     groups = tuple(g or "" for g in m.groups())
-                actions.extend((app, _captures(data, groups)) for app, data in cond.actions)
-            if ok:
+                proceed = True
+                out.extend((app, _captures(data, groups)) for app, data in cond.actions)
+                if cond.brk in ("on-true", "always"):
+                    break
+            if proceed:
                 matched = True
-                out.extend(actions)
                 if not ext.cont:
                     break
-        return out if matched else None
+        return out if matched or out else None
 
 
 def _captures(data: str, groups: tuple[str, ...]) -> str:
@@ -506,6 +522,7 @@ class FreeswitchSim(FakeEslServer):
         self.unpark_delay = 0.021  # uuid_transfer -> CHANNEL_UNPARK
         self.dispatch_delay = 0.05  # mod_callcenter's dispatch thread polls every 100 ms
         self.bridge_delay = 0.02  # callcenter completion -> uuid_bridge
+        self.cc_poll_s = 0.1  # mod_callcenter's agent thread checks both legs every 100 ms
         self.reject_delay = 0.002  # INVITE -> 486
         self.destroy_delay = 0.005  # CHANNEL_HANGUP_COMPLETE -> CHANNEL_DESTROY
         self.originate_timeout_s = 60.0  # mod_callcenter's agent-originate-timeout
@@ -863,7 +880,8 @@ class FreeswitchSim(FakeEslServer):
             "network_addr": "127.0.0.1",
             "uuid": ch.uuid,
         }
-        return builtin.get(name, ch.variables.get(name, ""))
+        # channel variables first, then the global ones (switch_channel_get_variable does the same)
+        return builtin.get(name, ch.variables.get(name, self.globals.get(name, "")))
 
     def _expand(self, ch: FsLeg, text: str) -> str:
         def one(m: re.Match[str]) -> str:
@@ -1576,6 +1594,20 @@ class FreeswitchSim(FakeEslServer):
         self._complete(leg)
         self.emit("CHANNEL_UNBRIDGE", [("Bridge-A-Unique-ID", caller.uuid), ("Bridge-B-Unique-ID", leg.uuid)],
                   channel=caller)  # fmt: skip
+        after = caller.variables.get("transfer_after_bridge", "")
+        if after and caller.member is not None:
+            # switch_ivr_multi_threaded_bridge: the agent (peer) answered and the caller is still
+            # up -> transfer_after_bridge ("ext:XML:context") wins over hangup_after_bridge.
+            # mod_callcenter's agent thread notices the agent is gone at its next 100 ms poll and
+            # only then fires bridge-agent-end / member-queue-end (Terminated).
+            m = caller.member
+            caller.peer = caller.member = None
+            parts = after.split(":")
+            if caller.call is not None:
+                caller.call.log("after_bridge", target=after)
+            self.kernel.call_later(self.cc_poll_s, self._bridge_end, caller, leg, m)
+            self._transfer(caller, parts[0], parts[2] if len(parts) > 2 else None)
+            return
         if caller.call is not None:
             caller.call.hangup_by = "agent"
         self._hangup(caller, "NORMAL_CLEARING", "send_bye")
@@ -1586,13 +1618,19 @@ class FreeswitchSim(FakeEslServer):
         leg, m = ch.peer, ch.member
         if leg is None or m is None or m.agent is None:
             return
-        agent = m.agent
         if not leg.hanging_up:
             self._hangup(leg, "NORMAL_CLEARING", "send_bye", interrupt=False)
             self._complete(leg)
             self.emit("CHANNEL_UNBRIDGE", [("Bridge-A-Unique-ID", ch.uuid), ("Bridge-B-Unique-ID", leg.uuid)],
                       channel=ch)  # fmt: skip
         self._complete(ch)
+        self._bridge_end(ch, leg, m)
+
+    def _bridge_end(self, ch: FsLeg, leg: FsLeg, m: _Member) -> None:
+        """mod_callcenter's end of an answered member: bridge-agent-end, member-queue-end
+        Terminated, the agent back to Waiting."""
+        agent = m.agent
+        assert agent is not None
         now = self.now()
         answered = str(int(m.answered_at or now))
         offer_called = str(int(leg.created))

@@ -1,8 +1,9 @@
 """Post-call survey, the imperative shell around ``survey.core``.
 
-The dialplan hands a caller back to ``AGI(agi:async)`` (``[cc-survey]``) when the *agent* hung up
-a queue call and ``CC_SURVEY`` was set. To the controller that is a second ``ControllerAttached``
-for a call whose journey is already answered; routing it again would queue a caller who has
+The dialplan hands a caller back to the controller when the *agent* hung up a queue call and
+``CC_SURVEY`` was set: on Asterisk ``AGI(agi:async)`` in ``[cc-survey]`` (Queue option ``c``), on
+FreeSWITCH ``park`` in ``cc_survey`` (``transfer_after_bridge``). To the controller that is a
+second ``ControllerAttached`` for a call whose journey is already answered; routing it again would queue a caller who has
 been served, so the call driver asks ``claims(event)`` first and hands such calls to ``run``.
 
 ``run`` asks the question (``CollectDigits`` through ``Controller.execute``), stores one
@@ -85,8 +86,9 @@ class SurveyService:
 
     def route_commands(self, pbx_queue: str | None, call_id: str, channel: str | None) -> list[Command]:
         """To run before a call is sent into ``pbx_queue``: ``CC_SURVEY=1`` makes the dialplan
-        queue it with option ``c`` (Queue() reads its options when it starts, so later is too
-        late). Nothing for a queue without the survey."""
+        queue it with option ``c`` on Asterisk (Queue() reads its options when it starts, so later
+        is too late) and set ``transfer_after_bridge`` on FreeSWITCH. Nothing for a queue
+        without the survey."""
         if not self.policy.wants(pbx_queue):
             return []
         return [SetVariable(name="CC_SURVEY", value="1", call_id=call_id, channel=channel)]

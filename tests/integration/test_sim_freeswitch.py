@@ -482,3 +482,26 @@ async def test_same_seed_same_events_and_the_traffic_model_drives_it() -> None:
     assert outcomes.get("answered", 0) > 0 and outcomes.get("abandon_ivr", 0) > 0
     assert outcomes.get("abandon_queue", 0) + outcomes.get("abandon_ringing", 0) > 0
     assert stats["failopen"] == stats["calls"] - outcomes.get("abandon_ivr", 0)
+
+
+async def test_shipped_dialplan_survey_fails_open_to_a_hang_up() -> None:
+    """CC_SURVEY=1 (a global here: no controller sets it) and no controller: the call fails open
+    into the default queue, the agent hangs up, transfer_after_bridge parks the caller in
+    cc_survey, and cc_controller_timeout later cc_failopen_survey hangs the caller up instead of
+    queueing a caller who has been served."""
+    sim = FreeswitchSim(seed=5, speed=SPEED, epoch=EPOCH, globals_={"CC_SURVEY": "1"})
+    sim.add_endpoint("1001", "Alice", behavior=answers(1.0, talk_s=3.0))
+    sim.add_endpoint("1002", "Bob", behavior=NO_ANSWER)
+    await sim.start()
+    try:
+        call = sim.call(CALLER, did="5550110", talk_s=None)
+        await call.ended(timeout=40)
+    finally:
+        await sim.close()
+    kinds = call.kinds()
+    assert kinds.count("queue") == 1 and kinds.count("controller") == 2
+    assert kinds.index("connected") < kinds.index("after_bridge") < len(kinds) - 1 - kinds[::-1].index("controller")
+    assert call.find("after_bridge", target="cc_survey:XML:callcenter") is not None
+    parked = call.history[len(kinds) - 1 - kinds[::-1].index("controller")][0]
+    assert call.ended_at - parked == pytest.approx(10.0, abs=0.1)
+    assert (call.outcome, call.hung_up_by) == ("answered", "system")

@@ -6,7 +6,7 @@ adapter's DialplanNames send calls.
 Which module provides what: the applications the lab's FreeSWITCH ran in the traces
 (CHANNEL_EXECUTE of answer, set, park, transfer, playback, play_and_get_digits, eavesdrop,
 three_way, callcenter - tests/fixtures/freeswitch) and mod_dptools' own registrations for
-sched_transfer / sched_cancel (not in the traces).
+sched_transfer / sched_cancel / unset (not in the traces).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from callcenter.domain.commands import (
 from callcenter.domain.events import SpyMode
 from callcenter.pbx.freeswitch.actions import DEFAULT_NAMES, Api, Execute, plan, queue_extension
 from callcenter.pbx.freeswitch.translate import DEFAULT_WATCHED_VARIABLES, NODE_VARIABLE
+from callcenter.sim.freeswitch import FsDialplan
 from tests.replay._esl import events as trace_events
 
 ROOT = Path(__file__).resolve().parents[2] / "dialplans" / "freeswitch"
@@ -53,6 +54,7 @@ APP_MODULES: dict[str, str] = {
     "eavesdrop": "mod_dptools",
     "three_way": "mod_dptools",
     "hangup": "mod_dptools",
+    "unset": "mod_dptools",
     "callcenter": "mod_callcenter",
 }
 API_MODULES: dict[str, str] = {
@@ -87,33 +89,13 @@ def expand(text: str, pre: dict[str, str]) -> str:
     return re.sub(r"\$\$\{([^}]+)\}", lambda m: pre[m.group(1)], text)
 
 
-def route(context: str, destination: str) -> list[tuple[str, str]]:
-    """A small model of mod_dialplan_xml: extensions in order, every condition must match its
-    field's value (only destination_number is used here), $1.. from the last regex, continue=
-    "true" goes on to the next extension; $${} is expanded as the pre-processor does."""
-    pre = preprocess_vars()
-    root = ET.parse(DIALPLAN).getroot()
-    ctx = next(c for c in root.iter("context") if c.get("name") == context)
-    actions: list[tuple[str, str]] = []
-    for ext in ctx.iter("extension"):
-        matched, found = True, []
-        for cond in ext.findall("condition"):
-            assert cond.get("field") == "destination_number"
-            m = re.search(cond.get("expression") or "", destination)
-            if m is None:
-                matched = False
-                break
-            groups = m.groups()
-            for act in cond.findall("action"):
-                data = act.get("data") or ""
-                for i, value in enumerate(groups, start=1):
-                    data = data.replace(f"${i}", value)
-                found.append((act.get("application") or "", expand(data, pre)))
-        if matched:
-            actions += found
-            if ext.get("continue") != "true":
-                break
-    return actions
+def route(context: str, destination: str, **variables: str) -> list[tuple[str, str]]:
+    """The actions a channel with this destination (and channel ``variables``) gets, hunted by
+    the simulator's model of mod_dialplan_xml (break attributes, anti-actions, $1.., continue);
+    $${} is expanded as the pre-processor does."""
+    values = {"destination_number": destination, **{f"${{{k}}}": v for k, v in variables.items()}}
+    found = FsDialplan([DIALPLAN], {}).hunt(context, lambda f: values.get(f, ""))
+    return found or []
 
 
 # -- well-formed and shaped as FreeSWITCH expects --------------------------------------------------
@@ -140,8 +122,10 @@ def test_dialplan_structure() -> None:
         for ext in ctx.findall("extension"):
             conds = ext.findall("condition")
             assert conds and {c.tag for c in ext} == {"condition"}
+            assert conds[0].get("field") == "destination_number"  # what the extension is for
             for cond in conds:
                 assert cond.get("field") and cond.get("expression") is not None
+                assert cond.get("break", "on-false") in ("on-false", "never")
                 re.compile(cond.get("expression") or "")  # PCRE subset Python reads too
                 for act in cond:
                     assert act.tag in ("action", "anti-action") and act.get("application")
@@ -173,7 +157,7 @@ def test_the_module_table_agrees_with_the_traces() -> None:
             if ev.name == "CHANNEL_EXECUTE" and ev.get("Application") not in (None, "uuid_bridge"):
                 ran.add(ev.get("Application") or "")
     assert ran <= set(APP_MODULES) | {"sleep"}
-    assert set(APP_MODULES) - ran == {"export", "sched_transfer", "sched_cancel", "hangup"}
+    assert set(APP_MODULES) - ran == {"export", "sched_transfer", "sched_cancel", "hangup", "unset"}
 
 
 def test_everything_the_adapter_sends_is_provided_by_a_listed_module() -> None:
@@ -228,7 +212,24 @@ def test_queue_extensions_match_the_adapters_names() -> None:
         assert actions[0] == ("sched_cancel", "")  # the fail-open timer of this channel
         assert actions[-1] == ("callcenter", queue.split("@")[0] + "@" + DEFAULT_NAMES.queue_domain)
         assert ("set", "hangup_after_bridge=true") in actions
+        assert not any(a == "set" and d.startswith("transfer_after_bridge") for a, d in actions)
+        # the post-call survey: the controller's CC_SURVEY=1 (set before the transfer) makes the
+        # caller go to cc_survey when the agent hangs up, set before mod_callcenter takes the call
+        surveyed = route(DEFAULT_NAMES.context, queue_extension(queue), CC_SURVEY="1")
+        after = surveyed.index(("set", "transfer_after_bridge=cc_survey:XML:callcenter"))
+        assert after < len(surveyed) - 1 and surveyed[-1] == actions[-1]
     assert route(DEFAULT_NAMES.context, "cc_queue_Sales") == []
+
+
+def test_the_survey_parks_for_the_controller_and_fails_open_to_a_hang_up() -> None:
+    actions = route(DEFAULT_NAMES.context, "cc_survey")
+    assert ("set", "cc_entry=survey") in actions
+    assert actions[-2:] == [("sched_transfer", f"+10 {DEFAULT_NAMES.failopen_extension} XML {DEFAULT_NAMES.context}"),
+                            ("park", "")]
+    # the controller's lease renewals point at cc_failopen too: for a survey caller it hangs up
+    assert route(DEFAULT_NAMES.context, DEFAULT_NAMES.failopen_extension, cc_entry="survey") == [
+        ("hangup", "NORMAL_CLEARING")]
+    assert route("callcenter_inbound", "cc_survey") == []  # not reachable from outside
 
 
 def test_release_and_fail_open_end_in_the_default_queue() -> None:
