@@ -277,17 +277,15 @@ def _build_routing(settings: Settings, controller: Controller, database: Any) ->
 
 def _start_callbacks(settings: Settings, controller: Controller, database: Any,
                      adapters: Sequence[tuple[PbxPort, str]]) -> list[Any]:
-    """The callback dispatcher per Asterisk PBX the controller drives: requests live in
-    PostgreSQL (from the IVR, rules or the API) and are dispatched agent first."""
+    """The callback dispatcher per PBX the controller drives (Asterisk or FreeSWITCH): requests
+    live in PostgreSQL (from the IVR, rules or the API) and are dispatched agent first."""
     from callcenter.callbacks.service import CallbackService
 
     out = []
     for adapter, mode in adapters:
-        client = getattr(adapter, "client", None)
-        if mode != "control" or client is None:
+        if mode != "control":
             continue
         cb = CallbackService(controller, database.engine, pbx=adapter.name, interval=5.0)
-        cb.watch_ami(client)
         cb.start()
         out.append(cb)
     return out

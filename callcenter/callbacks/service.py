@@ -14,13 +14,18 @@ publish and send the Originates. Committing first means a crash between the two 
 
 Agent first: ``Originate`` rings the agent's endpoint into ``cc-callback,<customer E.164>,1``;
 the dialplan dials the customer only when the agent answered, with ``CC_CALLBACK_ID`` and
-``CC_CALLBACK_ATTEMPT`` on the channel, and reports ``DIALSTATUS`` back with
-``UserEvent(CcCallback, ...)``. Results:
+``CC_CALLBACK_ATTEMPT`` on the agent's channel. The adapters report how dialling the customer
+ended as one PBX-neutral ``CallbackDialed`` event (Asterisk: the ``UserEvent(CcCallback, ...)``
+of ``[cc-callback]``; FreeSWITCH: the agent leg's hang-up with ``originate_disposition``).
+Results:
 
 * ``OriginateResult`` failed: the agent did not answer (``agent_no_answer``) or the PBX could not
   place the call (``failed``);
-* the ``CcCallback`` user event: ``ANSWER`` -> ``completed``, ``NOANSWER`` ->
-  ``customer_no_answer``, ``BUSY`` -> ``busy``, anything else -> ``failed``.
+* ``CallbackDialed``: ``ANSWER`` -> ``completed``, ``NOANSWER`` -> ``customer_no_answer``,
+  ``BUSY`` -> ``busy``, anything else (``CANCEL``: the agent hung up first) -> ``failed``.
+
+Agents are named as the PBX names them (``PJSIP/1001``; on FreeSWITCH the mod_callcenter agent
+name, which the adapter dials through the agent's mod_callcenter contact).
 
 The screen pop (kind ``screen_pop`` with ``callback_id`` and the topic) is published before the
 Originate, so the agent knows who they are calling back and why before the customer rings.
@@ -43,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from callcenter.callbacks import core
 from callcenter.domain.commands import Originate
-from callcenter.domain.events import Event, OriginateResult
+from callcenter.domain.events import CallbackDialed, Event, OriginateResult
 
 if TYPE_CHECKING:
     from callcenter.app import Controller
@@ -51,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONTEXT = "cc-callback"
-USER_EVENT = "CcCallback"
 DIALSTATUS_RESULTS = {"ANSWER": "completed", "NOANSWER": "customer_no_answer", "BUSY": "busy"}
 # Agent leg (OriginateResponse Reason) -> attempt result. The customer was never dialled.
 AGENT_LEG_RESULTS = {"no_answer": "agent_no_answer", "busy": "agent_no_answer", "hangup": "agent_no_answer"}
@@ -156,11 +160,6 @@ class CallbackService:
                 self.stats.errors += 1
                 log.exception("callbacks: one round failed; the next runs as usual")
             await asyncio.sleep(self.interval)
-
-    def watch_ami(self, client: Any) -> None:
-        """Results of the customer leg: the dialplan's ``UserEvent(CcCallback, ...)``. ``client``
-        is the AMI client of ``self.pbx`` (anything with ``on_event(handler(msg, at))``)."""
-        client.on_event(self._on_ami)
 
     # -- one round ------------------------------------------------------------------------------
     async def tick(self, now: datetime | None = None) -> list[core.Action]:
@@ -288,6 +287,9 @@ class CallbackService:
         return t
 
     def _on_event(self, ev: Event) -> None:
+        if isinstance(ev, CallbackDialed):
+            self._on_dialed(ev)
+            return
         if not isinstance(ev, OriginateResult):
             return
         pending = self._pending.get(ev.request_id)
@@ -300,21 +302,14 @@ class CallbackService:
         result = AGENT_LEG_RESULTS.get(ev.reason or "", "failed")
         self._spawn(self.record_result(pending.callback_id, pending.attempt, result))
 
-    def _on_ami(self, msg: Any, at: datetime) -> None:
-        if (msg.get("Event") or "") != "UserEvent" or (msg.get("UserEvent") or "") != USER_EVENT:
-            return
-        try:
-            callback_id = int(msg.get("CallbackId") or "")
-            attempt = int(msg.get("Attempt") or "")
-        except ValueError:
-            log.warning("callbacks: user event without a callback id/attempt: %s", msg)
+    def _on_dialed(self, ev: CallbackDialed) -> None:
+        if ev.pbx != self.pbx:
             return
         for key, p in list(self._pending.items()):
-            if p.callback_id == callback_id and p.attempt == attempt:
+            if p.callback_id == ev.callback_id and p.attempt == ev.attempt:
                 del self._pending[key]
-        result = DIALSTATUS_RESULTS.get((msg.get("DialStatus") or "").upper(), "failed")
-        call_id = msg.get("Linkedid") or msg.get("Uniqueid")
-        self._spawn(self.record_result(callback_id, attempt, result, call_id=call_id))
+        result = DIALSTATUS_RESULTS.get(ev.dial_status.upper(), "failed")
+        self._spawn(self.record_result(ev.callback_id, ev.attempt, result, call_id=ev.callback_call_id))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

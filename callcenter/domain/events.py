@@ -315,6 +315,23 @@ class OriginateResult(Event):
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackDialed(Event):
+    """The customer leg of an agent-first callback ended: what dialling the customer gave.
+
+    ``dial_status`` uses Asterisk's ``DIALSTATUS`` words whatever the PBX (``ANSWER``,
+    ``NOANSWER``, ``BUSY``, ``CANCEL`` = the agent hung up before the customer answered,
+    ``CONGESTION``, ``CHANUNAVAIL``...). ``call_id`` is None: the callback call is not a caller's
+    journey; ``callback_call_id`` is its id on the PBX (Asterisk Linkedid, FreeSWITCH the agent
+    leg's UUID), stored with the attempt."""
+
+    type: ClassVar[str] = "callback_dialed"
+    callback_id: int
+    attempt: int
+    dial_status: str
+    callback_call_id: str | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -341,5 +358,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SpyStarted,
         SpyStopped,
         OriginateResult,
+        CallbackDialed,
     )
 }

@@ -241,6 +241,12 @@ class FsDialplan:
         return out if matched or out else None
 
 
+def _true(value: str) -> bool:
+    """switch_true: yes/on/true/enabled/active/allow or a non-zero number."""
+    v = value.strip().lower()
+    return v in ("yes", "on", "true", "t", "enabled", "active", "allow") or (v.isdigit() and int(v) != 0)
+
+
 def _captures(data: str, groups: tuple[str, ...]) -> str:
     return re.sub(r"\$(\d)", lambda m: groups[int(m.group(1)) - 1] if 0 < int(m.group(1)) <= len(groups) else "", data)
 
@@ -527,6 +533,9 @@ class FreeswitchSim(FakeEslServer):
         self.destroy_delay = 0.005  # CHANNEL_HANGUP_COMPLETE -> CHANNEL_DESTROY
         self.originate_timeout_s = 60.0  # mod_callcenter's agent-originate-timeout
         self.digit_gap_s = 0.25
+        # outside numbers a channel's `bridge` dials (sofia/gateway/<gw>/<number>): callbacks
+        self.remote_behaviors: dict[str, AgentBehavior] = {}
+        self.remote_default = AgentBehavior("answer", ring_s=3.0, talk_s=30.0)
         self._session_ids = itertools.count(1)
         self._member_seq = itertools.count(1)
         self._call_seq = itertools.count(1)
@@ -551,6 +560,7 @@ class FreeswitchSim(FakeEslServer):
             "callcenter": self._app_callcenter,
             "eavesdrop": self._app_eavesdrop,
             "three_way": self._app_eavesdrop,
+            "bridge": self._app_bridge,
         }
         self._apis.update(
             {
@@ -1833,6 +1843,15 @@ class FreeswitchSim(FakeEslServer):
 
     async def _originate(self, variables: dict[str, str], endpoint: str, target: str, fut: asyncio.Future[str]) -> None:
         k = self.kernel
+        lm = re.match(r"^\[([^\]]*)\]", endpoint)  # [leg vars]dial string (mod_callcenter contacts)
+        if lm is not None:
+            endpoint = endpoint[lm.end():]
+            for p in lm.group(1).split(","):
+                key, _, value = p.partition("=")
+                if key:
+                    variables[key.strip()] = value.strip()
+            if "leg_timeout" in variables:
+                variables.setdefault("originate_timeout", variables["leg_timeout"])
         em = re.match(r"^(?:user|sofia/[^/]+|loopback)/([^@/]+)", endpoint)
         ext = em.group(1) if em else endpoint
         ep = self.endpoints.get(ext)
@@ -1891,6 +1910,89 @@ class FreeswitchSim(FakeEslServer):
         if behavior.talk_s is not None:
             k.call_later(behavior.talk_s, self._hangup, leg, "NORMAL_CLEARING", "recv_bye")
         await self._session(leg, first, created=True)
+
+    async def _app_bridge(self, ch: FsLeg, data: str) -> None:
+        """``bridge {vars}sofia/gateway/<gw>/<number>`` to an outside number (callbacks): the
+        remote side behaves as ``remote_behaviors[number]``. Leaves ``originate_disposition``
+        (SUCCESS or the failure cause) and ``DIALSTATUS`` on the channel as bridge does; after
+        a failure the dialplan goes on only with ``continue_on_fail``; after a bridged call
+        with ``hangup_after_bridge=true`` the channel hangs up."""
+        m = re.match(r"^(\{[^}]*\})?(\S+)$", data.strip())
+        if m is None:
+            return
+        variables = dict(p.partition("=")[::2] for p in (m.group(1) or "{}")[1:-1].split(",") if p)
+        endpoint = m.group(2)
+        number = endpoint.rsplit("/", 1)[-1]
+        behavior = self.remote_behaviors.get(number, self.remote_default)
+        limit = float(variables.get("originate_timeout", "60") or 60)
+        leg = self._new_leg(
+            "originated", endpoint, ext=number, caller_number=ch.caller_number, caller_name=ch.caller_name,
+            destination=number, context=ch.context, direction="outbound", state="CS_NONE", call_state="DOWN",
+            answer_state="ringing", source="src/switch_ivr_originate.c",
+        )  # fmt: skip
+        self.emit("CHANNEL_OUTGOING", channel=leg)
+        self._state(leg, "CS_INIT")
+        self.emit("CHANNEL_CREATE", channel=leg)
+        self.emit("CHANNEL_ORIGINATE", channel=leg)
+        self.emit("CHANNEL_PROGRESS", channel=leg)
+        self._callstate(leg, "RINGING")
+        if ch.call is not None:
+            ch.call.log("bridge", number=number)
+
+        def result(disposition: str) -> None:
+            ch.variables["originate_disposition"] = disposition
+            ch.variables["DIALSTATUS"] = {"SUCCESS": "SUCCESS", "NO_ANSWER": "NOANSWER", "USER_BUSY": "BUSY",
+                                          "ORIGINATOR_CANCEL": "CANCEL"}.get(disposition, "CHANUNAVAIL")
+            if ch.call is not None:
+                ch.call.log("bridge_result", disposition=disposition)
+
+        def end_leg(cause: str, disposition: str) -> None:
+            self._hangup(leg, cause, disposition, interrupt=False)
+            self._complete(leg)
+            self._destroy(leg)
+
+        answer_at = self.now() + behavior.ring_s if behavior.action == "answer" else None
+        deadline = self.now() + (self.reject_delay if behavior.action == "reject" else limit)
+        try:
+            while answer_at is None or self.now() < answer_at - 1e-9:
+                if self.now() >= deadline - 1e-9:
+                    break
+                await self._wait(ch, min(deadline, answer_at or deadline) - self.now())
+        except _Hangup:
+            result("ORIGINATOR_CANCEL")
+            end_leg("ORIGINATOR_CANCEL", "send_cancel")
+            raise
+        if answer_at is None or answer_at > deadline:
+            cause = "USER_BUSY" if behavior.action == "reject" else "NO_ANSWER"
+            result(cause)
+            end_leg(cause, "send_cancel")
+            if not _true(ch.variables.get("continue_on_fail", "")):
+                self._hangup(ch, cause, "send_bye", interrupt=False)
+                raise _Hangup()
+            return
+        self._answer(leg)
+        result("SUCCESS")
+        ch.peer, leg.peer = leg, ch
+        ch.bridged_at = leg.bridged_at = self.now()
+        self.emit("CHANNEL_BRIDGE", [("Bridge-A-Unique-ID", ch.uuid), ("Bridge-B-Unique-ID", leg.uuid),
+                                     ("Other-Leg-Unique-ID", leg.uuid)], channel=ch)  # fmt: skip
+        remote_bye = self.now() + behavior.talk_s if behavior.talk_s is not None else None
+        try:
+            while remote_bye is None or self.now() < remote_bye - 1e-9:
+                await self._wait(ch, None if remote_bye is None else remote_bye - self.now())
+        except _Hangup:
+            ch.peer = leg.peer = None
+            self.emit("CHANNEL_UNBRIDGE", [("Bridge-A-Unique-ID", ch.uuid), ("Bridge-B-Unique-ID", leg.uuid)],
+                      channel=ch)  # fmt: skip
+            end_leg("NORMAL_CLEARING", "send_bye")
+            raise
+        ch.peer = leg.peer = None
+        end_leg("NORMAL_CLEARING", "recv_bye")
+        self.emit("CHANNEL_UNBRIDGE", [("Bridge-A-Unique-ID", ch.uuid), ("Bridge-B-Unique-ID", leg.uuid)],
+                  channel=ch)  # fmt: skip
+        if _true(ch.variables.get("hangup_after_bridge", "")):
+            self._hangup(ch, "NORMAL_CLEARING", "send_bye", interrupt=False)
+            raise _Hangup()
 
     # callcenter_config
     def _api_callcenter_config(self, session: EslSession | None, arg: str | None) -> str:

@@ -3,8 +3,9 @@
 The dialplan hands a caller back to the controller when the *agent* hung up a queue call and
 ``CC_SURVEY`` was set: on Asterisk ``AGI(agi:async)`` in ``[cc-survey]`` (Queue option ``c``), on
 FreeSWITCH ``park`` in ``cc_survey`` (``transfer_after_bridge``). To the controller that is a
-second ``ControllerAttached`` for a call whose journey is already answered; routing it again would queue a caller who has
-been served, so the call driver asks ``claims(event)`` first and hands such calls to ``run``.
+second ``ControllerAttached`` for a call whose journey is already answered; routing it again
+would queue a caller who has been served, so the call driver asks ``claims(event)`` first and
+hands such calls to ``run``.
 
 ``run`` asks the question (``CollectDigits`` through ``Controller.execute``), stores one
 ``survey_responses`` row (a score, or NULL with ``answered = false`` when the caller hung up or

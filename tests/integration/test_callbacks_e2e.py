@@ -77,7 +77,6 @@ async def env(db_dsn, tmp_path):
                             warn_before=timedelta(minutes=10))
     service = CallbackService(controller, database.engine, pbx="ast1", interval=3600, policy=policy,
                               agents=lambda: {"sales": ["PJSIP/1001"]})
-    service.watch_ami(adapter._client)  # the composition root passes the Asterisk client
     notes: list[Notification] = []
     sub = controller.bus.subscribe() if hasattr(controller.bus, "subscribe") else None
     await adapter.start()

@@ -408,3 +408,14 @@ def test_resync_announces_queue_memberships_once_and_retires_vanished_ones() -> 
     later = [e.to_dict() for e in feed.tr.resync([], [members[0], members[2]], at=at)]
     assert [(e["agent"], e["queue"], e["added"]) for e in later if e["type"] == "queue_member_changed"] == [
         ("PJSIP/1002", "sales", False)]
+
+
+def test_callback_user_event_becomes_callback_dialed_and_other_user_events_are_ignored() -> None:
+    feed = Feeder()
+    (ev,) = feed("UserEvent", Channel="PJSIP/1001-00000009", Uniqueid="1900000000.1", Linkedid="1900000000.1",
+                 UserEvent="CcCallback", CallbackId="42", Attempt="2", DialStatus="noanswer")
+    assert (ev["type"], ev["callback_id"], ev["attempt"], ev["dial_status"], ev["callback_call_id"], ev["call_id"]) == (
+        "callback_dialed", 42, 2, "NOANSWER", "1900000000.1", None)
+    assert feed("UserEvent", UserEvent="SomethingOfTheAdmins", CallbackId="1") == []
+    assert feed("UserEvent", UserEvent="CcCallback", CallbackId="", Attempt="1") == []  # counted, never fatal
+    assert sum(feed.tr.unknown.values()) == 1

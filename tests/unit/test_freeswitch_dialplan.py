@@ -6,7 +6,7 @@ adapter's DialplanNames send calls.
 Which module provides what: the applications the lab's FreeSWITCH ran in the traces
 (CHANNEL_EXECUTE of answer, set, park, transfer, playback, play_and_get_digits, eavesdrop,
 three_way, callcenter - tests/fixtures/freeswitch) and mod_dptools' own registrations for
-sched_transfer / sched_cancel / unset (not in the traces).
+sched_transfer / sched_cancel / unset / bridge (not in the traces).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ APP_MODULES: dict[str, str] = {
     "three_way": "mod_dptools",
     "hangup": "mod_dptools",
     "unset": "mod_dptools",
+    "bridge": "mod_dptools",
     "callcenter": "mod_callcenter",
 }
 API_MODULES: dict[str, str] = {
@@ -112,7 +113,7 @@ def test_dialplan_structure() -> None:
     assert root.tag == "include"  # conf/dialplan/*.xml are included into the dialplan section
     assert {child.tag for child in root} == {"X-PRE-PROCESS", "context"}
     names = [c.get("name") for c in root.findall("context")]
-    assert names == ["callcenter_inbound", "callcenter", "callcenter_supervisor"]
+    assert names == ["callcenter_inbound", "callcenter", "cc-callback", "callcenter_supervisor"]
     allowed = {"include", "X-PRE-PROCESS", "context", "extension", "condition", "action", "anti-action"}
     assert {el.tag for el in root.iter()} <= allowed
     for ctx in root.findall("context"):
@@ -135,7 +136,8 @@ def test_pre_processor_variables_are_defined_before_use() -> None:
     text = DIALPLAN.read_text()
     pre = preprocess_vars()
     assert set(re.findall(r"\$\$\{([^}]+)\}", text)) <= set(pre)
-    assert pre == {"cc_queue_domain": "default", "cc_default_queue": "support", "cc_controller_timeout": "10"}
+    assert pre == {"cc_queue_domain": "default", "cc_default_queue": "support", "cc_controller_timeout": "10",
+                   "cc_callback_gateway": "pstn"}
 
 
 # -- every application / API command comes from a module the README lists ------------------------
@@ -157,7 +159,7 @@ def test_the_module_table_agrees_with_the_traces() -> None:
             if ev.name == "CHANNEL_EXECUTE" and ev.get("Application") not in (None, "uuid_bridge"):
                 ran.add(ev.get("Application") or "")
     assert ran <= set(APP_MODULES) | {"sleep"}
-    assert set(APP_MODULES) - ran == {"export", "sched_transfer", "sched_cancel", "hangup", "unset"}
+    assert set(APP_MODULES) - ran == {"export", "sched_transfer", "sched_cancel", "hangup", "unset", "bridge"}
 
 
 def test_everything_the_adapter_sends_is_provided_by_a_listed_module() -> None:
@@ -253,6 +255,16 @@ def test_supervisor_extensions(prefix: str, app: str, whisper_aleg: bool) -> Non
         assert ("set", "eavesdrop_enable_dtmf=false") in actions  # the asked-for mode stays
     assert route("callcenter_supervisor", prefix + "not-a-uuid") == []
     assert route("callcenter", prefix + U) == []  # only in the supervisor context
+
+
+def test_callbacks_ring_the_agent_then_bridge_to_the_customer_through_the_gateway() -> None:
+    from callcenter.callbacks.service import CONTEXT
+
+    actions = route(CONTEXT, "+12025550143")
+    assert ("set", "hangup_after_bridge=true") in actions and ("set", "continue_on_fail=true") in actions
+    assert ("bridge", "{originate_timeout=45}sofia/gateway/pstn/+12025550143") in actions
+    assert route(CONTEXT, "12025550143") == []  # E.164 only, as the service files them
+    assert route("callcenter_inbound", "cc-callback") == [] and route("callcenter", "+12025550143") == []
 
 
 def test_node_variable_is_the_translators() -> None:

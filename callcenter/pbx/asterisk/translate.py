@@ -89,6 +89,7 @@ from callcenter.domain.events import (
     AgentStatusChanged,
     CallAnswered,
     CallArrived,
+    CallbackDialed,
     CallEnded,
     ControllerAttached,
     ControllerReleased,
@@ -109,6 +110,9 @@ from callcenter.domain.events import (
     VariableSet,
 )
 from callcenter.pbx.asterisk.message import AmiMessage
+
+# [cc-callback] reports the customer leg of a callback with UserEvent(CcCallback, ...).
+CALLBACK_USER_EVENT = "CcCallback"
 
 __all__ = [
     "DEFAULT_IVR_APPS",
@@ -384,6 +388,7 @@ class AsteriskTranslator:
             "ChanSpyStart": self._on_chanspy_start,
             "ChanSpyStop": self._on_chanspy_stop,
             "OriginateResponse": self._on_originate_response,
+            "UserEvent": self._on_user_event,
         }
 
     # -- public API ---------------------------------------------------------------------------
@@ -1292,6 +1297,25 @@ class AsteriskTranslator:
                 extra=extra,
             )
         ]
+
+
+    def _on_user_event(self, msg: AmiMessage, at: datetime) -> list[Event]:
+        """``UserEvent(CcCallback, CallbackId: n, Attempt: n, DialStatus: ...)`` from
+        ``[cc-callback]``: the customer leg of an agent-first callback ended. Other user events
+        (the admin's own) are not ours and are ignored."""
+        if (msg.get("UserEvent") or "") != CALLBACK_USER_EVENT:
+            return []
+        try:
+            callback_id = int(msg.get("CallbackId") or "")
+            attempt = int(msg.get("Attempt") or "")
+        except ValueError:
+            self.unknown["UserEvent CcCallback without CallbackId/Attempt"] += 1
+            return []
+        return [CallbackDialed(
+            pbx=self.pbx, call_id=None, at=at, channel=_known(msg.get("Channel")), callback_id=callback_id,
+            attempt=attempt, dial_status=(msg.get("DialStatus") or "").upper(),
+            callback_call_id=_known(msg.get("Linkedid")) or _known(msg.get("Uniqueid")),
+        )]
 
 
 HANDLED_EVENTS: frozenset[str] = frozenset(AsteriskTranslator("_")._handlers)

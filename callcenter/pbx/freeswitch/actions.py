@@ -151,8 +151,9 @@ _VARNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # sounds: ivr/welcome.wav, /abs/file.wav, tone_stream://%(200,0,800);loops=2, silence_stream://250
 _PROMPT = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_./:%(),;=+@-]*$")
 _DIGITS = re.compile(r"^[0-9*#]*$")
-# dial strings: sofia/internal/1009@127.0.0.1:5189, user/1009@default, loopback/1001/default
-_ENDPOINT = re.compile(r"^[a-z][a-z0-9_]*/[A-Za-z0-9_.@:+;=/-]+$")
+# dial strings: sofia/internal/1009@127.0.0.1:5189, user/1009@default, loopback/1001/default;
+# with leg variables first as in mod_callcenter contacts: [leg_timeout=15]user/1001@default
+_ENDPOINT = re.compile(r"^(?:\[[A-Za-z0-9_=,.:@+-]*\])?[a-z][a-z0-9_]*/[A-Za-z0-9_.@:+;=/-]+$")
 _EXTEN = re.compile(r"^[A-Za-z0-9_+*#.-]+$")
 _CONTEXT = re.compile(r"^[A-Za-z0-9_.-]+$")
 # free text: drop what FreeSWITCH parses (quotes, escapes, ${} expansion, %-decoding, ^^

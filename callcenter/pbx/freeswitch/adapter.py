@@ -283,7 +283,25 @@ class FreeswitchAdapter:
             return self.translator.call_of_channel(cmd.target) or cmd.target
         return self.translator.call_of_agent(cmd.target)
 
+    async def _agent_contact(self, agent: str) -> str | None:
+        """The dial string of a mod_callcenter agent (its ``contact``), read when needed: a
+        callback rings the agent the way mod_callcenter would."""
+        reply = await self._client.api("callcenter_config agent list", timeout=self._command_timeout)
+        for row in parse_table(reply):
+            if row.get("name") == agent:
+                return row.get("contact") or None
+        return None
+
     async def _execute(self, cmd: Command) -> CommandResult:
+        if isinstance(cmd, Originate) and "/" not in cmd.endpoint:
+            # An agent name (the callback dispatcher names agents as mod_callcenter does).
+            try:
+                contact = await self._agent_contact(cmd.endpoint) if self.connected else None
+            except Exception as exc:
+                return self._fail(cmd, f"agent {cmd.endpoint!r}: {type(exc).__name__}: {exc}", {})
+            if contact is None:
+                return self._fail(cmd, f"agent {cmd.endpoint!r}: no such mod_callcenter agent (or no contact)", {})
+            cmd = dataclasses.replace(cmd, endpoint=contact)
         uuid = self._caller_uuid(cmd)
         call_id = self.translator.call_of_channel(uuid) if uuid else None
         parked = bool(call_id and self.translator.is_controlled(call_id))

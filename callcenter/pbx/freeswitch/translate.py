@@ -126,6 +126,7 @@ from callcenter.domain.events import (
     AgentStatusChanged,
     CallAnswered,
     CallArrived,
+    CallbackDialed,
     CallEnded,
     ControllerAttached,
     ControllerReleased,
@@ -247,6 +248,20 @@ _CANCEL_REASONS: dict[str, QueueLeaveReason] = {
     "TIMEOUT": QueueLeaveReason.TIMEOUT,
     "NO_AGENT_TIMEOUT": QueueLeaveReason.TIMEOUT,
     "EXIT_WITH_KEY": QueueLeaveReason.EXIT_KEY,
+}
+
+# ``originate_disposition`` of a callback's bridge to the customer -> Asterisk's DIALSTATUS words
+# (CallbackDialed); no disposition at all = the agent hung up before the customer was dialled.
+_DIAL_STATUS: dict[str, str] = {
+    "SUCCESS": "ANSWER",
+    "NO_ANSWER": "NOANSWER",
+    "NO_USER_RESPONSE": "NOANSWER",
+    "ALLOTTED_TIMEOUT": "NOANSWER",
+    "USER_BUSY": "BUSY",
+    "CALL_REJECTED": "BUSY",
+    "ORIGINATOR_CANCEL": "CANCEL",
+    "NORMAL_CIRCUIT_CONGESTION": "CONGESTION",
+    "SWITCH_CONGESTION": "CONGESTION",
 }
 
 # BACKGROUND_JOB of an originate: ``-ERR <CAUSE>`` -> the reason words Asterisk's OriginateResult uses.
@@ -683,6 +698,8 @@ class FreeswitchTranslator:
         leg.disposition = ev.get("variable_sip_hangup_disposition")
         if leg.hangup_at is None:
             leg.hangup_at = at
+        if leg.kind == "originated":
+            return self._callback_dialed(ev, leg, at)
         if leg.kind == "agent":
             call = self._calls.get(leg.call_id)
             if call is not None and call.connected_agent_leg == leg.uuid:
@@ -697,6 +714,19 @@ class FreeswitchTranslator:
                 if call.hangup_at is None:
                     call.hangup_at = at
         return []
+
+    def _callback_dialed(self, ev: EslEvent, leg: _Leg, at: datetime) -> list[Event]:
+        """The agent leg of an agent-first callback ended (``CC_CALLBACK_ID`` from the
+        controller's originate, only on that leg): how dialling the customer went, from the
+        ``originate_disposition`` that ``bridge`` left on it. An agent who never answered is
+        the originate's own failure (BACKGROUND_JOB ``-ERR``), not reported here."""
+        callback_id, attempt = _int(ev.get("variable_CC_CALLBACK_ID")), _int(ev.get("variable_CC_CALLBACK_ATTEMPT"))
+        if callback_id is None or attempt is None or not _int(ev.get("Caller-Channel-Answered-Time")):
+            return []
+        disposition = ev.get("variable_originate_disposition") or ""
+        status = _DIAL_STATUS.get(disposition, "CHANUNAVAIL") if disposition else "CANCEL"
+        return [CallbackDialed(pbx=self.pbx, call_id=None, at=at, channel=leg.uuid, callback_id=callback_id,
+                               attempt=attempt, dial_status=status, callback_call_id=leg.uuid)]
 
     def _on_destroy(self, ev: EslEvent, at: datetime) -> list[Event]:
         uuid = ev.get("Unique-ID") or ""
