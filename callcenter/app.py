@@ -276,7 +276,7 @@ def _build_routing(settings: Settings, controller: Controller, database: Any) ->
 
 
 def _start_callbacks(settings: Settings, controller: Controller, database: Any,
-                     adapters: Sequence[tuple[PbxPort, str]]) -> list[Any]:
+                     adapters: Sequence[tuple[PbxPort, str]], routing: Any = None) -> list[Any]:
     """The callback dispatcher per PBX the controller drives (Asterisk or FreeSWITCH): requests
     live in PostgreSQL (from the IVR, rules or the API) and are dispatched agent first."""
     from callcenter.callbacks.service import CallbackService
@@ -285,10 +285,25 @@ def _start_callbacks(settings: Settings, controller: Controller, database: Any,
     for adapter, mode in adapters:
         if mode != "control":
             continue
-        cb = CallbackService(controller, database.engine, pbx=adapter.name, interval=5.0)
+        cb = CallbackService(controller, database.engine, pbx=adapter.name, interval=5.0,
+                             pbx_queue=_pbx_queue_of(routing, adapter.name, settings))
         cb.start()
         out.append(cb)
     return out
+
+
+def _pbx_queue_of(routing: Any, pbx: str, settings: Settings) -> Any:
+    """Logical queue -> the PBX's queue name, from the rules running now (None without rules)."""
+    if routing is None:
+        return None
+    pbx_type = next((p.type for p in settings.pbx if p.name == pbx), None)
+
+    def name(queue: str) -> str:
+        rules = routing.rules.rules
+        q = rules.queues.get(queue) if rules is not None else None
+        return q.pbx_name(queue, pbx, pbx_type) if q is not None else queue
+
+    return name
 
 
 async def _start_http(settings: Settings, database: Any, controller: Controller, routing: Any) -> Any:
@@ -397,7 +412,7 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
 
         await recorder.start()
         overflow = asyncio.create_task(routing.overflow_loop(), name="overflow") if routing else None
-        callbacks = _start_callbacks(settings, controller, database, adapters)
+        callbacks = _start_callbacks(settings, controller, database, adapters, routing)
         http = None
         try:
             http = await _start_http(settings, database, controller, routing)

@@ -120,6 +120,7 @@ class CallbackService:
         agents: Callable[[], Mapping[str | None, Sequence[str]]] | None = None,
         caller_id: str | None = None,
         batch: int = 200,
+        pbx_queue: Callable[[str], str] | None = None,
     ) -> None:
         self.controller = controller
         self.engine = engine
@@ -127,6 +128,9 @@ class CallbackService:
         self.interval = interval
         self.policy = policy or core.CallbackPolicy()
         self.agents = agents or (lambda: available_agents(controller, pbx))
+        # A request's queue is the rules' (logical) name; the live registry knows the PBX's
+        # (``sales@default`` on FreeSWITCH): ``pbx_queue`` maps one to the other.
+        self.pbx_queue = pbx_queue
         self.caller_id = caller_id
         self.batch = batch
         self.stats = CallbackStats()
@@ -171,7 +175,7 @@ class CallbackService:
             rows = (await conn.execute(_SELECT, {"limit": self.batch})).mappings().all()
             requests = [self._request(r) for r in rows]
             by_id = {r["id"]: r for r in rows}
-            actions = core.next_actions(requests, self.agents(), now, self.policy)
+            actions = core.next_actions(requests, self._available(requests), now, self.policy)
             for a in actions:
                 row = by_id[a.request_id]
                 if isinstance(a, core.Dispatch):
@@ -210,6 +214,19 @@ class CallbackService:
                 self._pending.pop(cmd.command_id, None)
                 await self.record_result(dispatch.request_id, dispatch.attempt, "failed")
         return actions
+
+    def _available(self, requests: Sequence[core.Request]) -> Mapping[str | None, Sequence[str]]:
+        available = self.agents()
+        if self.pbx_queue is None:
+            return available
+        out: dict[str | None, Sequence[str]] = {None: available.get(None, [])}
+        for q in {r.queue for r in requests if r.queue}:
+            try:
+                name = self.pbx_queue(q)
+            except Exception:  # a queue no longer in the rules: its own name
+                name = q
+            out[q] = available.get(name, available.get(q, []))
+        return out
 
     def _request(self, r: Any) -> core.Request:
         return core.Request(

@@ -441,11 +441,13 @@ class RoutingService:
             try:
                 async with self.engine.begin() as conn:
                     await conn.execute(
-                        text("INSERT INTO callbacks (call_id, customer_id, phone, name, topic, source, queue, due_at) "
-                             "SELECT :c, :cust, :p, :n, :t, :s, :q, now() WHERE NOT EXISTS "
+                        text("INSERT INTO callbacks (call_id, customer_id, phone, name, topic, source, queue, due_at, "
+                             "created_at) SELECT :c, :cust, :p, :n, :t, :s, :q, :now, :now WHERE NOT EXISTS "
                              "(SELECT 1 FROM callbacks WHERE call_id = :c AND queue = :q)"),
+                        # the controller's clock, as the call's journey (the PBX's time), not the
+                        # database server's: the request is due from the moment the caller asked
                         {"c": ev.call_id, "cust": d.customer_id, "p": step.phone, "n": ev.caller_name,
-                         "t": step.topic, "s": source, "q": queue},
+                         "t": step.topic, "s": source, "q": queue, "now": self.controller.clock()},
                     )
                 return True
             except Exception as exc:

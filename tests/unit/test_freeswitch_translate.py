@@ -89,3 +89,25 @@ def test_a_node_set_by_uuid_setvar_shows_on_the_caller_legs_next_handled_event_o
     again = EslEvent({"Event-Name": "CHANNEL_EXECUTE", "Unique-ID": A, "Application": "sleep",
                       "variable_CC_NODE": "menu 1"})
     assert [e.type for e in t.feed(again, T0 + timedelta(seconds=3))] == []  # unchanged: no repeat
+
+
+# api_replies: callcenter_config tier list
+TIERS = ("queue|agent|state|level|position\nsales@default|1001|Ready|1|1\nsupport@default|1001|Ready|1|1\n"
+         "sales@default|1002|Ready|1|2\n+OK\n")
+
+
+def test_tiers_are_announced_as_queue_memberships_and_reconciled() -> None:
+    t = FreeswitchTranslator("fs")
+    out = t.resync(channels(), at=T0, tiers=TIERS)
+    assert sorted((e.agent, e.queue, e.added, e.penalty) for e in out) == [
+        ("1001", "sales@default", True, 1), ("1001", "support@default", True, 1), ("1002", "sales@default", True, 1)]
+    assert t.resync(channels(), at=T0, tiers=TIERS) == []  # nothing changed
+    assert t.resync(channels(), at=T0) == []  # not asked: memberships stay as they are
+    # the controller's own tier add (mod_callcenter fires no event for it), then a resync
+    # without 1002's tier: one added, one removed
+    (added,) = t.tier_changed("1003", "support@default", True, T0, level=0)
+    assert (added.type, added.agent, added.added, added.penalty) == ("queue_member_changed", "1003", True, 0)
+    assert t.tier_changed("1003", "support@default", True, T0) == []  # once
+    fewer = TIERS.replace("sales@default|1002|Ready|1|2\n", "").replace("+OK", "support@default|1003|Ready|0|1\n+OK")
+    (removed,) = t.resync(channels(), at=T0, tiers=fewer)
+    assert (removed.agent, removed.queue, removed.added) == ("1002", "sales@default", False)

@@ -98,6 +98,7 @@ __all__ = [
     "is_uuid",
     "plan",
     "queue_extension",
+    "tier_queue",
 ]
 
 
@@ -352,19 +353,19 @@ def _plan(
     if isinstance(cmd, AddQueueMember):
         if cmd.paused:
             raise ValueError("mod_callcenter tiers cannot be added paused: pause the agent (PauseAgent)")
-        queue = _tier_queue(cmd.queue, names)
+        queue = tier_queue(cmd.queue, names)
         agent = _ident(cmd.agent, "agent", _AGENT)
         # overflow_transfer: tier add support@default 1003 0 1 (level 0, position 1)
         return [Api(f"callcenter_config tier add {queue} {agent} {max(0, int(cmd.penalty))} 1")]
     if isinstance(cmd, RemoveQueueMember):
-        queue = _tier_queue(cmd.queue, names)
+        queue = tier_queue(cmd.queue, names)
         return [Api(f"callcenter_config tier del {queue} {_ident(cmd.agent, 'agent', _AGENT)}")]
     if isinstance(cmd, Originate):
         return [_originate(cmd, leg_uuid, names)]
     raise ValueError(f"no FreeSWITCH mapping for command {cmd.kind!r}")
 
 
-def _tier_queue(queue: str, names: DialplanNames) -> str:
+def tier_queue(queue: str, names: DialplanNames = DEFAULT_NAMES) -> str:
     """mod_callcenter's own queue name: always with the domain."""
     m = _QUEUE.match(queue) if isinstance(queue, str) else None
     if m is None:

@@ -46,9 +46,16 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from callcenter.domain.commands import CollectDigits, Command, Originate, StartSpy
+from callcenter.domain.commands import (
+    AddQueueMember,
+    CollectDigits,
+    Command,
+    Originate,
+    RemoveQueueMember,
+    StartSpy,
+)
 from callcenter.domain.events import CallEnded, DigitsCollected, Event, OriginateResult, PromptFinished
-from callcenter.pbx.freeswitch.actions import DEFAULT_NAMES, Api, DialplanNames, Execute, is_uuid, plan
+from callcenter.pbx.freeswitch.actions import DEFAULT_NAMES, Api, DialplanNames, Execute, is_uuid, plan, tier_queue
 from callcenter.pbx.freeswitch.client import EslClient
 from callcenter.pbx.freeswitch.message import EslEvent, EslFrame
 from callcenter.pbx.freeswitch.trace import TraceWriter
@@ -243,8 +250,9 @@ class FreeswitchAdapter:
                     cmd = f"callcenter_config queue list members {q['name']}"
                     members.append(await self._client.api(cmd, timeout=self._command_timeout))
             agents = await self._client.api("callcenter_config agent list", timeout=self._command_timeout)
+            tiers = await self._client.api("callcenter_config tier list", timeout=self._command_timeout)
             events = self.translator.resync(
-                channels, at=self._clock(), snapshot_at=snapshot_at, members=members, agents=agents
+                channels, at=self._clock(), snapshot_at=snapshot_at, members=members, agents=agents, tiers=tiers
             )
         except Exception as exc:  # link lost again, a reply that is not JSON: stay up, log it
             log.warning("pbx %s: resync after connect failed (%s); live state may be stale", self._name, exc)
@@ -331,6 +339,11 @@ class FreeswitchAdapter:
                 failure = await self._run_api(step, detail)
             if failure is not None:
                 return self._fail(cmd, failure, detail)
+        if isinstance(cmd, AddQueueMember | RemoveQueueMember):
+            # mod_callcenter fires no event for tier add/del: announce the membership ourselves
+            await self._publish(self.translator.tier_changed(
+                cmd.agent, tier_queue(cmd.queue, self._names), isinstance(cmd, AddQueueMember), self._clock(),
+                level=cmd.penalty if isinstance(cmd, AddQueueMember) else None))
         return CommandResult(cmd.command_id, ok=True, detail=detail)
 
     async def _run_api(self, step: Api, detail: dict[str, Any]) -> str | None:

@@ -140,6 +140,7 @@ from callcenter.domain.events import (
     QueueJoined,
     QueueLeaveReason,
     QueueLeft,
+    QueueMemberChanged,
     SpyMode,
     SpyStarted,
     SpyStopped,
@@ -417,6 +418,7 @@ class FreeswitchTranslator:
         self._agent_pause: dict[str, tuple[bool, str | None]] = {}
         self._agent_logged_out: dict[str, bool] = {}
         self._gone: OrderedDict[str, None] = OrderedDict()
+        self._tiers: set[tuple[str, str]] = set()  # (agent, queue@domain) tiers known
 
     # -- public API ---------------------------------------------------------------------------
     def feed(self, ev: EslEvent, at: datetime) -> list[Event]:
@@ -493,6 +495,7 @@ class FreeswitchTranslator:
         snapshot_at: datetime | None = None,
         members: Iterable[str] = (),
         agents: str | None = None,
+        tiers: str | None = None,
     ) -> list[Event]:
         """Reconcile with a fresh snapshot after a (re)connect.
 
@@ -504,6 +507,11 @@ class FreeswitchTranslator:
         one-shot). ``members``: ``callcenter_config queue list members <queue>@<domain>`` replies;
         a known caller waiting in one is (re)announced with ``QueueJoined``. ``agents``: the
         ``callcenter_config agent list`` reply; status/state differences are announced.
+        ``tiers``: the ``callcenter_config tier list`` reply (api_replies: queue|agent|state|level|
+        position): which agent serves which queue, announced as ``QueueMemberChanged`` (added for
+        a tier not known yet, removed for one no longer listed). mod_callcenter fires no event
+        when a tier is added or deleted, so this list (and ``tier_changed`` for the controller's
+        own ``tier add``/``tier del``) is how the queues' agents are known.
 
         ``snapshot_at`` (when the request was sent, on the clock of ``feed``'s ``at``) protects
         channels first seen after it; channels whose DESTROY was already handled are not adopted
@@ -546,7 +554,19 @@ class FreeswitchTranslator:
                 events.append(QueueJoined(pbx=self.pbx, call_id=call.call_id, at=at, channel=call.call_id,
                                           queue=queue))
 
-        # 4. agents
+        # 4. tiers (queue memberships); None = not asked, nothing changes
+        if tiers is not None:
+            listed: dict[tuple[str, str], int | None] = {}
+            for t in parse_table(tiers):
+                if t.get("agent") and t.get("queue"):
+                    listed[(t["agent"], t["queue"])] = _int(t.get("level"))
+            for agent, queue in sorted(self._tiers - set(listed)):
+                events.extend(self.tier_changed(agent, queue, False, at))
+            for (agent, queue), level in listed.items():
+                if (agent, queue) not in self._tiers:
+                    events.extend(self.tier_changed(agent, queue, True, at, level=level))
+
+        # 5. agents
         for a in parse_table(agents or ""):
             name = a.get("name")
             if not name:
@@ -554,6 +574,20 @@ class FreeswitchTranslator:
             events.extend(self._status_events(name, a.get("status"), at))
             events.extend(self._state_event(name, a.get("state"), at))
         return events
+
+    def tier_changed(self, agent: str, queue: str, added: bool, at: datetime, *,
+                     level: int | None = None) -> list[Event]:
+        """An agent's tier in a queue was added or deleted (resync, or a ``tier add``/``tier del``
+        that succeeded): ``QueueMemberChanged`` once per change."""
+        key = (agent, queue)
+        if (key in self._tiers) == added:
+            return []
+        if added:
+            self._tiers.add(key)
+        else:
+            self._tiers.discard(key)
+        return [QueueMemberChanged(pbx=self.pbx, call_id=None, at=at, agent=agent, queue=queue, added=added,
+                                   penalty=level)]
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _forget(self, uuid: str) -> None:
