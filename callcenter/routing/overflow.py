@@ -172,7 +172,8 @@ def overflow_commands(
         target = rules.queues[action.to_queue].pbx_name(action.to_queue, pbx, pbx_type)
         return [MoveToQueue(call_id=action.call_id, channel=action.channel, queue=target, priority=action.priority)]
     queue = rules.queues[action.queue].pbx_name(action.queue, pbx, pbx_type)
-    members: Sequence[GroupMember] = [m for m in rules.groups[action.group].members if m.pbx is None or m.pbx == pbx]
+    members: Sequence[GroupMember] = [m for m in rules.groups[action.group].members
+                                      if m.pbx is None or m.pbx in (pbx, pbx_type)]
     if isinstance(action, AddGroup):
         return [AddQueueMember(queue=queue, agent=m.interface, member_name=m.name, penalty=m.penalty) for m in members]
     return [RemoveQueueMember(queue=queue, agent=m.interface) for m in members]

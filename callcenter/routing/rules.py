@@ -269,10 +269,14 @@ class Calendar(_Model):
 
 
 class GroupMember(_Model):
-    interface: Interface = Field(description="PBX interface, e.g. PJSIP/1010.")
+    interface: Interface = Field(
+        description="The agent as the PBX names it: an Asterisk interface (PJSIP/1010) or a "
+        "mod_callcenter agent name on FreeSWITCH (1010).")
     penalty: int = Field(default=0, ge=0, le=1000, description="Queue penalty (higher = offered later).")
     name: str | None = Field(default=None, max_length=80, description="Member name shown by the PBX.")
-    pbx: Ident | None = Field(default=None, description="Only on this PBX node (default: every PBX).")
+    pbx: Ident | None = Field(
+        default=None, description="Only on this PBX node, or on PBXs of this type (asterisk, freeswitch); "
+        "default: every PBX.")
 
 
 class AgentGroup(_Model):

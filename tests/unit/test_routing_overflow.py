@@ -231,3 +231,26 @@ def test_commands_use_the_pbx_queue_names_and_members_of_that_pbx() -> None:
     ]
     rm = overflow_commands(RemoveGroup("sales", "overload", "sales-group", 0.0), RULES, pbx="asterisk-1")
     assert [(type(c), c.agent) for c in rm] == [(RemoveQueueMember, "PJSIP/1010")]  # type: ignore[attr-defined]
+
+
+def test_group_members_can_be_chosen_by_pbx_type() -> None:
+    rules = parse_rules(textwrap.dedent("""
+        version: t
+        groups:
+          overload:
+            members:
+              - {interface: PJSIP/1010, pbx: asterisk}
+              - {interface: "1010", pbx: freeswitch}
+              - {interface: "1099", pbx: fs-2}
+        queues:
+          sales: {overflow: [{id: g, add_group: overload, add_above: 3, remove_below: 1}]}
+        rules: []
+        fallback: {id: f, queue: sales}
+    """), "groups.yaml")
+    add = AddGroup("sales", "overload", "g", 1.0)
+    assert [c.agent for c in overflow_commands(add, rules, pbx="ast-1", pbx_type="asterisk")] == [  # type: ignore[attr-defined]
+        "PJSIP/1010"]
+    assert [c.agent for c in overflow_commands(add, rules, pbx="fs-1", pbx_type="freeswitch")] == [  # type: ignore[attr-defined]
+        "1010"]
+    assert [c.agent for c in overflow_commands(add, rules, pbx="fs-2", pbx_type="freeswitch")] == [  # type: ignore[attr-defined]
+        "1010", "1099"]
