@@ -6,67 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import textwrap
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from callcenter.app import Controller
-from callcenter.crm.lookup import CrmLookup
-from callcenter.crm.repository import CustomerRepository
-from callcenter.pbx.asterisk.adapter import AsteriskAdapter
-from callcenter.routing.service import RoutingService, RulesHolder
 from callcenter.sim.asterisk import AgentBehavior, AsteriskSim
 from callcenter.storage import db as dbmod
-from callcenter.storage.recorder import Recorder
-from callcenter.survey.service import SurveyService
-
-
-@dataclass
-class Env:
-    sim: AsteriskSim
-    controller: Controller
-    routing: RoutingService
-    survey: SurveyService
-    recorder: Recorder
+from tests.integration._stack import Stack, stack
 
 
 @asynccontextmanager
-async def running(db_dsn: str, tmp_path: Path, rules: str, setup: Callable[[AsteriskSim], None]) -> AsyncIterator[Env]:
+async def running(
+    db_dsn: str, tmp_path: Path, rules: str, setup: Callable[[AsteriskSim], None]
+) -> AsyncIterator[Stack]:
     sim = AsteriskSim(seed=11, speed=20, epoch=1_795_360_000, lab=False, username="cc", secret="s")
     setup(sim)
-    await sim.start()
-    path = tmp_path / "rules.yaml"
-    path.write_text(textwrap.dedent(rules), encoding="utf-8")
-    database = dbmod.Database(db_dsn, dbmod.make_engine(db_dsn, pool_size=2))
-    recorder = Recorder(database.connect_kwargs(), tmp_path / "journal", flush_interval=0.02)
-    await recorder.start()
-    controller = Controller(recorder, clock=sim.clock)
-    adapter = AsteriskAdapter.connect("ast1", "127.0.0.1", sim.port, "cc", "s",
-                                      client_options={"clock": sim.clock, "ping_interval": None})
-    controller.add_pbx(adapter, "control")
-    holder = RulesHolder(path)
-    holder.load()
-    routing = RoutingService(controller, holder, CrmLookup(CustomerRepository(database.engine), budget_ms=500),
-                             database.engine, pbx_types={"ast1": "asterisk"})
-    survey = SurveyService(controller, database.engine, queues=None)
-    controller.driver = survey.wrap(routing.drive)  # what the composition root does
-    await adapter.start()
-    try:
-        yield Env(sim, controller, routing, survey, recorder)
-    finally:
-        await adapter.close()
-        await controller.close()
-        await routing.close()
-        await recorder.close()
-        await database.close()
-        await sim.close()
+    async with stack(db_dsn, tmp_path, sim, rules=rules) as s:
+        yield s
 
 
-async def _settle(env: Env, calls: int) -> None:
+async def _settle(env: Stack, calls: int) -> None:
     async with asyncio.timeout(15):
         while env.controller.stats.calls_ended < calls:
             await asyncio.sleep(0.02)

@@ -7,22 +7,13 @@ mod_callcenter contact, bridges to the customer and closes the request ``complet
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from datetime import timedelta
 
-import asyncpg
-
-from callcenter.app import Controller
 from callcenter.callbacks.core import CallbackPolicy
 from callcenter.callbacks.service import CallbackService
-from callcenter.crm.lookup import CrmLookup
-from callcenter.crm.repository import CustomerRepository
-from callcenter.pbx.freeswitch.adapter import FreeswitchAdapter
-from callcenter.routing.service import RoutingService, RulesHolder
 from callcenter.sim.asterisk import AgentBehavior
 from callcenter.sim.freeswitch import FreeswitchSim
-from callcenter.storage import db as dbmod
-from callcenter.storage.recorder import Recorder
+from tests.integration._stack import PBX, stack
 
 RULES = """
     version: callback-offer-fs
@@ -39,70 +30,43 @@ RULES = """
 """
 
 
-async def _fetch(dsn: str, sql: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(**dbmod.asyncpg_dsn(dsn))
-    try:
-        return await conn.fetch(sql)
-    finally:
-        await conn.close()
-
-
 async def test_long_wait_offer_accepted_then_dispatched_agent_first_and_completed(db_dsn, tmp_path) -> None:
     sim = FreeswitchSim(seed=5, speed=20, epoch=1_795_360_000)
     sim.add_endpoint("1001", "Alice", behavior=AgentBehavior("answer", ring_s=1.0, talk_s=None))
     sim.tiers[:] = [t for t in sim.tiers if t.agent == "1001"]
     sim.remote_behaviors["+12025550145"] = AgentBehavior("answer", ring_s=2.0, talk_s=5.0)
-    await sim.start()
-    sim.pause_member("1001", True)  # nobody free: a long estimated wait
-    path = tmp_path / "rules.yaml"
-    path.write_text(textwrap.dedent(RULES), encoding="utf-8")
-    database = dbmod.Database(db_dsn, dbmod.make_engine(db_dsn, pool_size=2))
-    recorder = Recorder(database.connect_kwargs(), tmp_path / "journal", flush_interval=0.02)
-    await recorder.start()
-    controller = Controller(recorder, clock=sim.clock)
-    adapter = FreeswitchAdapter.connect("fs1", "127.0.0.1", sim.port, "ClueCon", clock=sim.clock,
-                                        client_options={"heartbeat_timeout": None})
-    controller.add_pbx(adapter, "control")
-    holder = RulesHolder(path)
-    holder.load()
-    routing = RoutingService(controller, holder, CrmLookup(CustomerRepository(database.engine), budget_ms=500),
-                             database.engine, pbx_types={"fs1": "freeswitch"})
-    controller.driver = routing.drive
-    # agents from the live registry (the tiers mod_callcenter lists), by the rules' queue names
-    service = CallbackService(controller, database.engine, pbx="fs1", interval=3600,
-                              policy=CallbackPolicy(deadline=timedelta(hours=2)),
-                              pbx_queue=lambda q: holder.rules.queues[q].pbx_name(q, "fs1", "freeswitch"))
-    await adapter.start()
-    try:
-        call = sim.call("+12025550145", did="5550110", patience_s=600, digits=["1", "1", "2"])
-        await call.ended(timeout=30)
-        async with asyncio.timeout(15):
-            while controller.stats.calls_ended < 1 or not await _fetch(db_dsn, "SELECT 1 FROM callbacks"):
-                await asyncio.sleep(0.05)
-        await recorder.drain()
-        (cb,) = await _fetch(db_dsn, "SELECT id, call_id, phone, topic, source, queue, status FROM callbacks")
-        assert (cb["phone"], cb["topic"], cb["source"], cb["queue"], cb["status"]) == (
-            "+12025550145", "technical", "queue", "sales", "open")
-        (row,) = await _fetch(db_dsn, "SELECT call_id, outcome, abandon_stage FROM calls")
-        assert (row["call_id"], row["outcome"], row["abandon_stage"]) == (cb["call_id"], "callback", None)
-        assert "queue" not in call.kinds()  # never queued
-        assert await service.tick() == []  # the agent is still on a break: nobody to call back with
+    async with stack(db_dsn, tmp_path, sim, rules=RULES, survey=False) as s:
+        assert s.holder is not None
+        sim.pause_member("1001", True)  # nobody free: a long estimated wait
+        rules = s.holder
+        # agents from the live registry (the tiers mod_callcenter lists), by the rules' queue names
+        service = CallbackService(s.controller, s.database.engine, pbx=PBX, interval=3600,
+                                  policy=CallbackPolicy(deadline=timedelta(hours=2)),
+                                  pbx_queue=lambda q: rules.rules.queues[q].pbx_name(q, PBX, "freeswitch"))
+        try:
+            call = sim.call("+12025550145", did="5550110", patience_s=600, digits=["1", "1", "2"])
+            await call.ended(timeout=30)
+            async with asyncio.timeout(15):
+                while s.controller.stats.calls_ended < 1 or not await s.fetch("SELECT 1 FROM callbacks"):
+                    await asyncio.sleep(0.05)
+            await s.recorder.drain()
+            (cb,) = await s.fetch("SELECT id, call_id, phone, topic, source, queue, status FROM callbacks")
+            assert (cb["phone"], cb["topic"], cb["source"], cb["queue"], cb["status"]) == (
+                "+12025550145", "technical", "queue", "sales", "open")
+            (row,) = await s.fetch("SELECT call_id, outcome, abandon_stage FROM calls")
+            assert (row["call_id"], row["outcome"], row["abandon_stage"]) == (cb["call_id"], "callback", None)
+            assert "queue" not in call.kinds()  # never queued
+            assert await service.tick() == []  # the agent is still on a break: nobody to call back with
 
-        sim.pause_member("1001", False)
-        async with asyncio.timeout(10):
-            while not any(a.available for a in controller.live.agents.values()):
-                await asyncio.sleep(0.02)
-        assert [type(a).__name__ for a in await service.tick()] == ["Dispatch"]
-        async with asyncio.timeout(20):
-            while (await _fetch(db_dsn, "SELECT status FROM callbacks"))[0]["status"] != "completed":
-                await asyncio.sleep(0.05)
-        (att,) = await _fetch(db_dsn, "SELECT agent, result FROM callback_attempts")
-        assert (att["agent"], att["result"]) == ("1001", "completed")
-    finally:
-        await service.close()
-        await adapter.close()
-        await controller.close()
-        await routing.close()
-        await recorder.close()
-        await database.close()
-        await sim.close()
+            sim.pause_member("1001", False)
+            async with asyncio.timeout(10):
+                while not any(a.available for a in s.controller.live.agents.values()):
+                    await asyncio.sleep(0.02)
+            assert [type(a).__name__ for a in await service.tick()] == ["Dispatch"]
+            async with asyncio.timeout(20):
+                while (await s.fetch("SELECT status FROM callbacks"))[0]["status"] != "completed":
+                    await asyncio.sleep(0.05)
+            (att,) = await s.fetch("SELECT agent, result FROM callback_attempts")
+            assert (att["agent"], att["result"]) == ("1001", "completed")
+        finally:
+            await service.close()

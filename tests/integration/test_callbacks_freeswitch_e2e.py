@@ -12,16 +12,14 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from callcenter.app import Controller
 from callcenter.bus import Notification
 from callcenter.callbacks.core import CallbackPolicy
 from callcenter.callbacks.service import CallbackService
 from callcenter.domain.events import CallbackDialed, Event, OriginateResult
-from callcenter.pbx.freeswitch.adapter import FreeswitchAdapter
 from callcenter.sim.asterisk import AgentBehavior
 from callcenter.sim.freeswitch import FreeswitchSim
 from callcenter.storage import db as dbmod
-from callcenter.storage.recorder import Recorder
+from tests.integration._stack import PBX, stack
 
 ANSWERS = "+12025550171"  # picks up after 2 s, talks 3 s
 NEVER = "+12025550172"  # never picks up
@@ -40,32 +38,19 @@ async def env(db_dsn, tmp_path):
         BUSY: AgentBehavior("reject"),
         LONG: AgentBehavior("answer", ring_s=1.0, talk_s=600.0),
     })
-    await sim.start()
-    database = dbmod.Database(db_dsn, dbmod.make_engine(db_dsn, pool_size=2))
-    recorder = Recorder(database.connect_kwargs(), tmp_path / "journal", flush_interval=0.02)
-    await recorder.start()
-    controller = Controller(recorder, clock=sim.clock)
-    adapter = FreeswitchAdapter.connect("fs1", "127.0.0.1", sim.port, "ClueCon", clock=sim.clock,
-                                        client_options={"heartbeat_timeout": None})
-    controller.add_pbx(adapter, "control")
-    policy = CallbackPolicy(max_attempts=5, spacing=(timedelta(minutes=5),), deadline=timedelta(hours=2))
-    agents = {"sales": ["1001"]}
-    service = CallbackService(controller, database.engine, pbx="fs1", interval=3600, policy=policy,
-                              agents=lambda: agents)
-    events: list[Event] = []
-    controller.listeners.append(events.append)
-    published: list[Notification] = []
-    controller.bus.hooks.append(published.append)
-    await adapter.start()
-    try:
-        yield sim, service, db_dsn, events, published, agents
-    finally:
-        await service.close()
-        await adapter.close()
-        await controller.close()
-        await recorder.close()
-        await database.close()
-        await sim.close()
+    async with stack(db_dsn, tmp_path, sim) as s:
+        policy = CallbackPolicy(max_attempts=5, spacing=(timedelta(minutes=5),), deadline=timedelta(hours=2))
+        agents = {"sales": ["1001"]}
+        service = CallbackService(s.controller, s.database.engine, pbx=PBX, interval=3600, policy=policy,
+                                  agents=lambda: agents)
+        events: list[Event] = []
+        s.controller.listeners.append(events.append)
+        published: list[Notification] = []
+        s.controller.bus.hooks.append(published.append)
+        try:
+            yield sim, service, db_dsn, events, published, agents
+        finally:
+            await service.close()
 
 
 async def _file(dsn: str, sim: FreeswitchSim, phone: str) -> int:

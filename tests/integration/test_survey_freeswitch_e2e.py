@@ -10,20 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
-from callcenter.app import Controller
 from callcenter.bus import Notification
-from callcenter.crm.lookup import CrmLookup
-from callcenter.crm.repository import CustomerRepository
-from callcenter.domain.events import Event, IvrNodeEntered
-from callcenter.pbx.freeswitch.adapter import FreeswitchAdapter
-from callcenter.routing.service import RoutingService, RulesHolder
 from callcenter.sim.asterisk import AgentBehavior
 from callcenter.sim.freeswitch import FreeswitchSim
-from callcenter.storage import db as dbmod
-from callcenter.storage.recorder import Recorder
-from callcenter.survey.service import SurveyService
+from tests.integration._stack import hang_up_at_survey, stack
 
 RULES = """
 version: survey-fs-e2e
@@ -47,37 +37,14 @@ async def test_freeswitch_survey_after_the_agent_hangs_up(db_dsn, tmp_path) -> N
     for ext in ("1001", "1002", "1003", "1004"):
         sim.add_endpoint(ext, f"Agent {ext}", behavior=AgentBehavior("answer", ring_s=1.0, talk_s=4.0))
     sim.tiers[:] = [t for t in sim.tiers if t.agent == "1001"]  # one agent: the calls queue one by one
-    await sim.start()
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES, encoding="utf-8")
-    database = dbmod.Database(db_dsn, dbmod.make_engine(db_dsn, pool_size=2))
-    recorder = Recorder(database.connect_kwargs(), tmp_path / "journal", flush_interval=0.02)
-    await recorder.start()
-    controller = Controller(recorder, clock=sim.clock)
-    adapter = FreeswitchAdapter.connect("fs1", "127.0.0.1", sim.port, "ClueCon", clock=sim.clock,
-                                        client_options={"heartbeat_timeout": None})
-    controller.add_pbx(adapter, "control")
-    holder = RulesHolder(rules)
-    holder.load()
-    routing = RoutingService(controller, holder, CrmLookup(CustomerRepository(database.engine), budget_ms=500),
-                             database.engine, pbx_types={"fs1": "freeswitch"})
-    survey = SurveyService(controller, database.engine, queues=None)
-    controller.driver = survey.wrap(routing.drive)  # what the composition root does
     published: list[Notification] = []
-    controller.bus.hooks.append(published.append)
     hang_up_in_survey: set[str] = set()
 
-    def on_event(ev: Event) -> None:
-        # the caller who leaves without answering: BYE as soon as the question is asked
-        if isinstance(ev, IvrNodeEntered) and ev.node == "survey" and ev.call_id in hang_up_in_survey:
-            for call in sim.calls:
-                if call.channel == ev.channel:
-                    sim.caller_hangup(call)
-
-    controller.listeners.append(on_event)
-    await adapter.start()
     outcomes = []
-    try:
+    async with stack(db_dsn, tmp_path, sim, rules=RULES) as s:
+        assert s.survey is not None and s.routing is not None
+        s.controller.bus.hooks.append(published.append)
+        s.controller.listeners.append(hang_up_at_survey(sim, hang_up_in_survey))
         # sales (surveyed): 9#, 10, 3#, hangs up during the question; the caller who hangs up
         # first; support (not surveyed)
         scripts = [("5550110", "9#", None), ("5550110", "10", None), ("5550110", "3#", None),
@@ -93,29 +60,18 @@ async def test_freeswitch_survey_after_the_agent_hangs_up(db_dsn, tmp_path) -> N
             await call.ended(timeout=30)
             outcomes.append((call.outcome, call.hangup_by))
         async with asyncio.timeout(10):
-            while controller.stats.calls_ended < len(scripts) or survey.stats.offered - (
-                    survey.stats.answered + survey.stats.not_answered) > 0:
+            while s.controller.stats.calls_ended < len(scripts) or s.survey.stats.offered - (
+                    s.survey.stats.answered + s.survey.stats.not_answered) > 0:
                 await asyncio.sleep(0.02)
-        await recorder.drain()
-    finally:
-        await adapter.close()
-        await controller.close()
-        await routing.close()
-        await recorder.close()
-        await database.close()
-        await sim.close()
+        await s.recorder.drain()
+        rows = await s.fetch("SELECT call_id, agent, queue, score, answered FROM survey_responses ORDER BY id")
+        calls = await s.fetch("SELECT call_id, outcome, hung_up_by FROM calls ORDER BY entered_at")
     # the controller hangs up after the survey; the fourth caller left during the question; the
     # fifth hung up on the agent (no survey); the sixth was in a queue without the survey, so the
     # agent's BYE ended the call (hangup_after_bridge)
     assert outcomes == [("answered", "system")] * 3 + [("answered", "caller")] * 2 + [("answered", "agent")]
-    assert routing.stats.routed == len(scripts)  # the hand-backs after the conversation were not routed
-    assert survey.stats.offered == 4
-    conn = await asyncpg.connect(**dbmod.asyncpg_dsn(db_dsn))
-    try:
-        rows = await conn.fetch("SELECT call_id, agent, queue, score, answered FROM survey_responses ORDER BY id")
-        calls = await conn.fetch("SELECT call_id, outcome, hung_up_by FROM calls ORDER BY entered_at")
-    finally:
-        await conn.close()
+    assert s.routing.stats.routed == len(scripts)  # the hand-backs after the conversation were not routed
+    assert s.survey.stats.offered == 4
     assert [(r["agent"], r["queue"], r["score"], r["answered"]) for r in rows] == [
         ("1001", "sales@default", 9, True),
         ("1001", "sales@default", 10, True),
