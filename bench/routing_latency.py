@@ -9,10 +9,17 @@ Setup (all on this machine, loopback only):
 - the controller: the real AMI client, adapter, routing shell (CRM lookup with its budget,
   cache cold for most callers), journey recording into PostgreSQL through the recorder.
 
-Measured in the PBX process, so the figure includes both socket hops and the controller's
-event loop: from writing ``AsyncAGIStart`` to reading the controller's routing command
-(``SET VARIABLE CC_QUEUE``, or the first ``GET DATA`` of an IVR). Also: to the first command
-of any kind. Target: p99 <= 5 ms on a 2-core machine, with recording on.
+The PBX announces each call with ``Newchannel`` and hands it to AsyncAGI 15 ms later, as a real
+Asterisk does (the captures: Answer and ``[cc-inbound]``'s Set steps lie between); the
+controller starts the caller's CRM lookup at ``Newchannel``.
+
+Two figures:
+- the issue's: in the controller, from the moment the AMI client has read the complete
+  ``AsyncAGIStart`` to the moment the routing command (``SET VARIABLE CC_QUEUE``, or the first
+  ``GET DATA`` of an IVR) is written to the socket: dispatch, translator, journey, CRM, decision;
+- the round trip seen by the PBX process (``AsyncAGIStart`` written -> command read), which
+  adds both socket hops and the PBX process's own scheduling on the same cores.
+Target: p99 <= 5 ms on a 2-core machine, with recording on.
 
     python bench/routing_latency.py                       # full run
     python bench/routing_latency.py --customers 20000 --rate 50 --seconds 5   # smoke
@@ -35,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DIDS = [f"55501{n:02d}" for n in range(60)]
+ANSWER_TO_AGI_S = 0.015  # Newchannel -> AsyncAGIStart on a real Asterisk (the captures)
 
 
 def rules_yaml(n_did_rules: int = 45) -> str:
@@ -111,6 +119,12 @@ async def _pbx(port_q, result_q, rate, seconds, customers, start_evt) -> None:
             if c is not None:
                 asyncio.get_running_loop().call_later(0.2, server.hangup_channel, c)
 
+    def answer_and_start_agi(ch) -> None:  # type: ignore[no-untyped-def]
+        ch.state, ch.state_desc = 6, "Up"
+        server.emit("Newstate", channel=ch)
+        server.start_agi(ch)
+        t_start[ch.name] = time.perf_counter()
+
     server.on_action("agi", on_agi)
     server.agi_results = lambda c: "200 result=1\n"  # callers in the IVR press 1
     await server.wait_for(lambda: any(s.authenticated for s in server.sessions))
@@ -129,10 +143,9 @@ async def _pbx(port_q, result_q, rate, seconds, customers, start_evt) -> None:
         ch = server.add_channel(name, uniqueid=f"1800000000.{i}", caller_num=caller, caller_name="PSTN",
                                 context="cc-inbound", exten=rnd.choice(DIDS), state=4, state_desc="Ring")
         server.emit("Newchannel", channel=ch)
-        ch.state, ch.state_desc = 6, "Up"
-        server.emit("Newstate", channel=ch)
-        server.start_agi(ch)
-        t_start[name] = time.perf_counter()
+        # Asterisk answers, runs [cc-inbound]'s Set steps and reaches AGI(agi:async) ~15 ms after
+        # Newchannel (asyncagi_ivr / asyncagi_no_controller captures: 15.2 / 15.6 ms)
+        asyncio.get_running_loop().call_later(ANSWER_TO_AGI_S, answer_and_start_agi, ch)
     # let the last calls finish routing
     deadline = time.perf_counter() + 10
     while len(t_route) < n_calls and time.perf_counter() < deadline:  # noqa: ASYNC110
@@ -197,6 +210,7 @@ async def controller(args: argparse.Namespace, tmp: Path) -> dict:
     proc.start()
     port = await asyncio.to_thread(port_q.get)
 
+    read_at, written_at = instrument_controller()
     database = dbmod.Database(dsn, dbmod.make_engine(dsn, pool_size=10))
     recorder = Recorder(database.connect_kwargs(), tmp / "journal")
     await recorder.start()
@@ -225,8 +239,46 @@ async def controller(args: argparse.Namespace, tmp: Path) -> dict:
     await database.close()
     pg.close()
     result.update(seed_s=seed_s, rules=len(rules.rules), lookups=crm.stats, call_events=rows, calls_rows=calls,
-                  lookup_timeouts=crm.stats.timeouts, fallback=routing.stats.fallback)
+                  lookup_timeouts=crm.stats.timeouts, fallback=routing.stats.fallback,
+                  controller_ms=sorted((written_at[c] - read_at[c]) * 1000 for c in read_at if c in written_at))
     return result
+
+
+def instrument_controller() -> tuple[dict[str, float], dict[str, float]]:
+    """The issue's figure, inside the controller: from the moment the AMI client has read a
+    call's complete ``AsyncAGIStart`` (the parser returns it) to the moment the routing command
+    (``SET VARIABLE CC_QUEUE`` or an IVR's first ``GET DATA``) is written to the socket. Wraps
+    the parser's ``feed`` and the client's ``_write`` in this process only; the product code is
+    unchanged. Everything between (dispatch queue, translator, journey, CRM lookup over
+    PostgreSQL, decision, AGI encoding) is inside the interval."""
+    import re
+
+    from callcenter.pbx.asterisk.client import AmiClient
+    from callcenter.pbx.asterisk.protocol import AmiParser
+
+    read_at: dict[str, float] = {}
+    written_at: dict[str, float] = {}
+    feed, write = AmiParser.feed, AmiClient._write
+    channel_re = re.compile(rb"\r\nChannel: ([^\r\n]+)\r\n")
+
+    def timed_feed(self, data):  # type: ignore[no-untyped-def]
+        msgs = feed(self, data)
+        now = time.perf_counter()
+        for m in msgs:
+            if m.event == "AsyncAGIStart":
+                read_at.setdefault(m.get("Channel") or "", now)
+        return msgs
+
+    def timed_write(self, conn, data, record_as=None):  # type: ignore[no-untyped-def]
+        write(self, conn, data, record_as)
+        if b"CC_QUEUE" in data or b"GET DATA" in data:
+            m = channel_re.search(data)
+            if m is not None:
+                written_at.setdefault(m.group(1).decode(), time.perf_counter())
+
+    AmiParser.feed = timed_feed  # type: ignore[method-assign]
+    AmiClient._write = timed_write  # type: ignore[method-assign]
+    return read_at, written_at
 
 
 def pct(values: list[float], p: float) -> float:
@@ -250,12 +302,21 @@ def main() -> None:
     print(f"load: {r['calls']:,} calls at {args.rate:g}/s over {r['elapsed']:.1f} s; routed {r['routed']:,}; "
           f"CRM lookups over budget: {r['lookup_timeouts']}; fallback decisions: {r['fallback']}")
     print(f"recorded: {r['call_events']:,} call_events rows, {r['calls_rows']:,} calls rows")
-    print(f"{'figure':<40}{'value':>10}   target")
-    print(f"{'arrival -> routing command p50 (ms)':<40}{pct(route, 50):>10.2f}")
-    print(f"{'arrival -> routing command p99 (ms)':<40}{pct(route, 99):>10.2f}   <= 5")
-    print(f"{'arrival -> routing command max (ms)':<40}{max(route) if route else float('nan'):>10.2f}")
-    print(f"{'arrival -> first command p50 (ms)':<40}{pct(first, 50):>10.2f}")
-    print(f"{'arrival -> first command p99 (ms)':<40}{pct(first, 99):>10.2f}")
+    lk = r["lookups"]
+    print(f"CRM lookups: {lk.lookups:,} ({lk.prefetches:,} started at Newchannel, {lk.hits:,} from the cache)")
+    ctl = r["controller_ms"]
+    print(f"{'figure':<52}{'value':>10}   target")
+    print("in the controller: arrival event read -> routing command written (the issue's figure)")
+    print(f"{'  p50 (ms)':<52}{pct(ctl, 50):>10.2f}")
+    print(f"{'  p99 (ms)':<52}{pct(ctl, 99):>10.2f}   <= 5")
+    print(f"{'  max (ms)':<52}{max(ctl) if ctl else float('nan'):>10.2f}   ({len(ctl):,} calls)")
+    print("round trip seen by the PBX process: AsyncAGIStart written -> command read")
+    print("  (adds both socket hops and the PBX process's own scheduling on the shared cores)")
+    print(f"{'  routing command p50 (ms)':<52}{pct(route, 50):>10.2f}")
+    print(f"{'  routing command p99 (ms)':<52}{pct(route, 99):>10.2f}")
+    print(f"{'  routing command max (ms)':<52}{max(route) if route else float('nan'):>10.2f}")
+    print(f"{'  first command p50 (ms)':<52}{pct(first, 50):>10.2f}")
+    print(f"{'  first command p99 (ms)':<52}{pct(first, 99):>10.2f}")
     if r["routed"] < r["calls"]:
         print(f"FAILED: {r['calls'] - r['routed']} calls were never routed", file=sys.stderr)
         sys.exit(1)

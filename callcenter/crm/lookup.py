@@ -51,6 +51,7 @@ class LookupStats:
     timeouts: int = 0
     errors: int = 0
     leads_created: int = 0
+    prefetches: int = 0
 
 
 class CrmLookup:
@@ -97,6 +98,32 @@ class CrmLookup:
     def invalidate(self, e164: str) -> None:
         self._cache.pop(e164, None)
 
+    def prefetch(self, raw: str | None) -> bool:
+        """Start looking ``raw`` up now, without waiting: the PBX announces a call (Asterisk
+        ``Newchannel``, FreeSWITCH ``CHANNEL_CREATE``) some 15 ms before it hands it to the
+        controller (the captures: Answer and the dialplan's Set steps lie between), so the query
+        runs while the PBX is still busy and ``lookup()`` then finds it done or in flight (one
+        query per number: lookups share it). True when a query was started."""
+        try:
+            e164 = to_e164(raw, self.repo.default_region)
+        except PhoneError:
+            return False
+        if e164 is None or e164 in self._inflight or self._cache_get(e164)[0]:
+            return False
+        self.stats.prefetches += 1
+        self._start(e164)
+        return True
+
+    def _start(self, e164: str) -> asyncio.Task[CustomerCard | None]:
+        task = asyncio.ensure_future(self.repo.lookup(e164))
+        self._inflight[e164] = task
+
+        def done(t: asyncio.Task[CustomerCard | None]) -> None:
+            self._done(e164, t)
+
+        task.add_done_callback(done)
+        return task
+
     async def lookup(self, raw: str | None) -> LookupResult:
         started = time.perf_counter()
         self.stats.lookups += 1
@@ -113,14 +140,10 @@ class CrmLookup:
         self.stats.misses += 1
         task = self._inflight.get(e164)
         if task is None:
-            task = asyncio.ensure_future(self.repo.lookup(e164))
-            self._inflight[e164] = task
-            number = e164
-
-            def done(t: asyncio.Task[CustomerCard | None]) -> None:
-                self._done(number, t)
-
-            task.add_done_callback(done)
+            task = self._start(e164)
+        elif task.done() and not task.cancelled() and task.exception() is None:
+            # a prefetch finished in this very loop iteration, before its done-callback ran
+            return LookupResult(e164, task.result(), ms=(time.perf_counter() - started) * 1000)
         try:
             card = await asyncio.wait_for(asyncio.shield(task), self.budget_s)
         except TimeoutError:

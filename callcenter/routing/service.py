@@ -55,7 +55,7 @@ from callcenter.callbacks.dialog import (
 from callcenter.crm.lookup import CrmLookup, LookupResult
 from callcenter.crm.phones import PhoneError, to_e164
 from callcenter.domain.commands import Command, ReleaseCall
-from callcenter.domain.events import CallEnded, ControllerAttached, Event
+from callcenter.domain.events import CallArrived, CallEnded, ControllerAttached, Event
 from callcenter.logs import call_context
 from callcenter.routing.decide import (
     CallInfo,
@@ -215,6 +215,11 @@ class RoutingService:
     def _on_event(self, ev: Event) -> None:
         if isinstance(ev, CallEnded) and ev.call_id is not None:
             self.calls.pop(ev.call_id, None)
+        elif (isinstance(ev, CallArrived) and ev.caller_number and self.crm is not None
+              and self.controller.modes.get(ev.pbx) == "control"):
+            # Look the caller up while the PBX still answers the call: by the time it is handed
+            # to the controller (ControllerAttached) the CRM card is there or on its way.
+            self.crm.prefetch(ev.caller_number)
 
     def live_state(self, rules: RuleSet, pbx: str, now: datetime) -> LiveState:
         out: dict[str, QueueLive] = {}

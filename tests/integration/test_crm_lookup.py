@@ -87,3 +87,27 @@ async def test_unknown_caller_becomes_a_lead_once(database) -> None:
     conn = await asyncpg.connect(**database.connect_kwargs())
     assert await conn.fetchval("SELECT name FROM customers WHERE id = $1", other) == "Caller +12025550178"
     await conn.close()
+
+
+async def test_prefetch_at_arrival_runs_one_query_the_lookup_then_shares(database) -> None:
+    await _seed(database.dsn)
+    crm = CrmLookup(CustomerRepository(database.engine), budget_ms=2000)
+    queries = 0
+    real = crm.repo.lookup
+
+    async def counted(phone):  # type: ignore[no-untyped-def]
+        nonlocal queries
+        queries += 1
+        return await real(phone)
+
+    crm.repo.lookup = counted  # type: ignore[method-assign]
+    assert crm.prefetch("(202) 555-0143") is True
+    assert crm.prefetch("+12025550143") is False  # already in flight: no second query
+    r = await crm.lookup("+12025550143")  # joins the prefetch's query
+    assert r.card is not None and r.card.name == "Anna Ivanova" and not r.failed
+    assert queries == 1 and crm.stats.prefetches == 1
+    await asyncio.sleep(0)  # the done-callback fills the cache
+    assert crm.prefetch("2025550143") is False  # cached
+    assert (await crm.lookup("2025550143")).cached
+    assert crm.prefetch("anonymous") is False and crm.prefetch(None) is False  # withheld: nothing to look up
+    assert queries == 1

@@ -140,6 +140,9 @@ async def test_known_vip_goes_straight_to_the_vip_queue_with_priority_and_displa
     assert not any(c.startswith("GET DATA") for c in cmds)  # VIPs skip the IVR
     rows = await _routed(harness.dsn)
     assert rows[0]["rule_id"] == "vip-direct" and rows[0]["rules_version"].startswith("e2e")
+    # the CRM lookup started at Newchannel; routing joined that one query
+    crm = harness.routing.crm
+    assert (crm.stats.prefetches, crm.stats.lookups) == (1, 1)
     live = next(iter(harness.controller.live.calls.values()))
     assert live.customer is not None and live.customer["tier"] == "vip"
 
