@@ -643,3 +643,122 @@ def test_json_name_is_the_last_and_decoded_like_any_value() -> None:
     assert number.name == "7" == number.headers["Event-Name"]
     nameless = EslEvent.from_json('{"A":"1"}')
     assert nameless.name == "" and nameless.get("Event-Name") is None
+
+
+# -- the JSON fast path: envelope, name/subclass taken up front, lookups --------------------------
+def json_frame(body: bytes) -> bytes:
+    return b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(body) + body
+
+
+def feed_events_in_pieces(data: bytes, cuts: list[int]) -> tuple[list[EslFrame | EslEvent], EslParser]:
+    parser = EslParser()
+    out: list[EslFrame | EslEvent] = []
+    prev = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        out.extend(parser.feed_events(data[prev:cut]))
+        prev = cut
+    return out, parser
+
+
+@given(name=st.text(min_size=1, max_size=20), data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_feed_events_utf8_split_across_reads_is_whole_again(name: str, data: st.DataObject) -> None:
+    # The client's path decodes each event straight from the read buffer: a read boundary
+    # inside a character (of the name, the subclass or a value) must not break it.
+    full = f"Иванова {name} Jürgen"
+    pairs = [("Event-Subclass", f"cc::{full}"), ("Event-Name", "CUSTOM"), ("Caller-Caller-ID-Name", full)]
+    body = ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v, ensure_ascii=False)}" for k, v in pairs) + "}").encode()
+    raw = json_frame(body) * 2
+    start = raw.index("И".encode())
+    cut = data.draw(st.integers(start, len(raw) - 1))
+    got, parser = feed_events_in_pieces(raw, [cut, cut + 1])
+    assert len(got) == 2 and parser.decode_errors == 0 and parser.pending == b""
+    for ev in got:
+        assert isinstance(ev, EslEvent)
+        assert ev["Caller-Caller-ID-Name"] == full and ev.subclass == f"cc::{full}" and ev.name == "CUSTOM"
+
+
+@pytest.mark.parametrize(
+    ("body", "name", "subclass"),
+    [
+        ('{"Event-Name":"COMMAND","A":"1","Event-Name":"PRIVATE_COMMAND"}', "PRIVATE_COMMAND", None),
+        ('{"Event-Name":"A\\"B","Event-Name":"C"}', "C", None),
+        ('{"Event-Name":"A\\"B","U":"1"}', 'A"B', None),
+        ('{"Event-Name":"X","Event-Name":["a","b"]}', "ARRAY::a|:b", None),
+        ('{"Event-Subclass":"a::b","Event-Name":"CUSTOM","U":"1"}', "CUSTOM", "a::b"),
+        ('{"Event-Subclass":"a::b","Event-Name":"CUSTOM","Event-Subclass":"c::d"}', "CUSTOM", "c::d"),
+        ('{"Event-Subclass":"a::b","Event-Name":"CUSTOM","X":"1","Event-Name":"OTHER"}', "OTHER", "a::b"),
+        ('{"Event-Subclass":"a\\"b","Event-Name":"CUSTOM"}', "CUSTOM", 'a"b'),
+        ('{"Event-Subclass":"a::b","U":"1","Event-Name":"CUSTOM"}', "CUSTOM", "a::b"),
+        ('{"Event-Subclass":"a::b","Event-Name":"CUSTOM","_body":"\\"Event-Name\\":\\"NOT\\""}', "CUSTOM", "a::b"),
+        ('{"Unique-ID":"u","Event-Name":"LATER"}', "LATER", None),
+    ],
+)
+def test_name_and_subclass_taken_up_front_are_the_last_ones(body: str, name: str, subclass: str | None) -> None:
+    # The framer takes the name (and a CUSTOM event's subclass) when the event starts with them;
+    # a later occurrence must still win, whatever way the event is built.
+    (framed,), _ = feed_events_in_pieces(json_frame(body.encode()), [])
+    for ev in (framed, EslEvent.from_json(body)):
+        assert isinstance(ev, EslEvent)
+        assert ev.name == name and ev.subclass == subclass
+        full = EslEvent.from_json(body)
+        assert ev.headers == full.headers and ev.name == full.headers.get("Event-Name")
+
+
+json_values = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(['a"b', "a\\b", '","X":"', '"Event-Name":"', "é€😀", ""]),
+    st.lists(st.text(max_size=4), max_size=3),
+)
+
+
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.sampled_from(["Event-Name", "Event-Subclass", "Unique-ID", "Caller-Unique-ID", "A", "B"]), json_values
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    probe=st.lists(st.sampled_from(["Event-Name", "Event-Subclass", "Unique-ID", "Caller-Unique-ID", "A", "B", "C"])),
+)
+@settings(max_examples=300, deadline=None)
+def test_lazy_json_lookups_are_the_last_occurrence(pairs: list[tuple[str, object]], probe: list[str]) -> None:
+    # Repeated names, escapes, needles inside values, arrays, non-ASCII: every lookup (in any
+    # order, repeated) equals what json.loads keeps for duplicate keys - the last value.
+    body = (
+        "{"
+        + ",".join(f"{json.dumps(k)}:{json.dumps(v, ensure_ascii=False, separators=(',', ':'))}" for k, v in pairs)
+        + "}"
+    )
+    (framed,), parser = feed_events_in_pieces(json_frame(body.encode()), [])
+    assert parser.malformed == 0
+    expected = EslEvent.from_json(body).headers
+    for ev in (framed, EslEvent.from_json(body)):
+        assert isinstance(ev, EslEvent)
+        for key in [*probe, *probe]:
+            assert ev.get(key) == expected.get(key), (key, body)
+        assert ev.name == expected.get("Event-Name", "")
+        assert ev.subclass == expected.get("Event-Subclass")
+
+
+def test_event_envelope_lengths_are_checked() -> None:
+    with pytest.raises(EslProtocolError, match="bad Content-Length"):
+        EslParser().feed_events(b"Content-Length: 1x\nContent-Type: text/event-json\n\n{}")
+    with pytest.raises(EslProtocolError, match="limit"):
+        EslParser().feed_events(b"Content-Length: 1234567890123\nContent-Type: text/event-json\n\n{}")
+    with pytest.raises(EslProtocolError, match="limit"):
+        EslParser(max_frame_size=10).feed_events(json_frame(b'{"Event-Name":"HEARTBEAT"}'))
+    (frame,) = EslParser().feed(json_frame(b'{"Event-Name":"HEARTBEAT"}'))
+    assert frame.headers == {"Content-Length": "26", "Content-Type": "text/event-json"}
+    assert decode_event(frame).name == "HEARTBEAT"
+
+
+def test_truncated_and_odd_json_values() -> None:
+    for text in ('{"Event-Name":"X","A":', '{"Event-Name":"X","A":"unterminated'):
+        ev = EslEvent.from_json(text)
+        assert ev.name == "X"
+        with pytest.raises(EslDecodeError):
+            ev.get("A")
+    ev = EslEvent.from_json('{"Event-Name":"X","A":"","N":12,"L":["p","q"],"E":"a\\u00e9\\"b"}')
+    assert ev["A"] == "" and ev["N"] == "12" and ev["L"] == "ARRAY::p|:q" and ev["E"] == 'aé"b'

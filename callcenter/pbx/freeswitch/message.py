@@ -89,6 +89,19 @@ _MISSING: Any = object()
 _NEEDLES: dict[str, tuple[str, str, str | None, int]] = {}
 
 
+_JSON_NEEDLES: dict[str, tuple[str | None, int]] = {}
+
+
+def _json_needle(key: str) -> tuple[str | None, int]:
+    """``('"Key":', len('"Key":'))``, the JSON needle of ``_needles`` and where the value starts
+    after a match, in a dict of its own: ``get``'s JSON path reads it with one subscript."""
+    _, _, needle, n = _needles(key)
+    found = (needle, n + 3)
+    if len(_JSON_NEEDLES) < 4096:
+        _JSON_NEEDLES[key] = found
+    return found
+
+
 def _needles(key: str) -> tuple[str, str, str | None, int]:
     """``("\\nKey: ", "Key: ", '"Key":', len(key))``: the needles that find header ``key``, cached
     for the keys code asks for.
@@ -206,17 +219,7 @@ class EslEvent:
     def from_json(cls, text: str) -> EslEvent:
         """A lazy event over a ``text/event-json`` body (one flat object in cJSON's compact
         form ``{"Key":"value",...}``; CUSTOM events start with Event-Subclass)."""
-        ev = _new(cls)
-        ev._h = ev._r = ev._body = ev._name = ev._memo = None
-        ev._text = text
-        ev._fmt = _JSON
-        ev._hend = 0
-        first = text.find('"', 2) if text.startswith('{"') else -1
-        if first < 0 or not text.startswith(('":"', '":['), first):
-            # Not cJSON's compact form (whitespace after ':'): the substring lookups assume
-            # '"Key":value', so decode the whole object now instead.
-            ev._build_json()
-        return ev
+        return _json_event(text)
 
     # -- lazy single-header lookups -------------------------------------------------------------
     def _header_end(self) -> int:
@@ -423,7 +426,10 @@ class EslEvent:
         text: str = self._text  # type: ignore[assignment]
         value: str | None
         if self._fmt != _PLAIN:
-            _, _, needle, n = _NEEDLES.get(key) or _needles(key)
+            try:
+                needle, skip = _JSON_NEEDLES[key]
+            except KeyError:
+                needle, skip = _json_needle(key)
             if needle is None:
                 value = self.headers.get(key)
             else:
@@ -431,16 +437,13 @@ class EslEvent:
                 if i < 0:
                     memo[key] = None
                     return default
-                start = i + n + 3
-                value = None
-                if text[start : start + 1] == '"':
-                    end = text.find('"', start + 1)
-                    if end > 0:
-                        value = text[start + 1 : end]
-                        if "\\" in value:
-                            value = None
-                if value is None:
-                    value = self._json_slow(key, start)
+                # The value of '"Key":"value"' without a slice to look at the first quote (a
+                # found closing quote also means text[start] exists).
+                start = i + skip
+                end = text.find('"', start + 1)
+                value = text[start + 1 : end]
+                if end < 0 or text[start] != '"' or "\\" in value:
+                    value = self._json_slow(key, start)  # escapes, an array header, a number
             memo[key] = value
             return default if value is None else value
         # The last occurrence (see the class doc) at a line start, inside the header block: the
@@ -520,3 +523,54 @@ class EslEvent:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (EslEvent, (self.headers, self.body, self.repeated))
+
+
+_EVENT_NAME_HEAD = '{"Event-Name":"'
+_EVENT_NAME_KEY = '"Event-Name":'
+_SUBCLASS_HEAD = '{"Event-Subclass":"'
+_SUBCLASS_KEY = '"Event-Subclass":'
+_THEN_NAME = ',"Event-Name":"'
+_COMPACT_SEPS = ('":"', '":[')
+
+
+def _json_event(text: str) -> EslEvent:
+    """``EslEvent.from_json``, and what the framer calls for every JSON event.
+
+    FreeSWITCH starts an event with its name, a CUSTOM one with ``Event-Subclass`` and then its
+    name. Every consumer reads the name first (and a CUSTOM event's subclass), so they are
+    taken here, where the check that the text is cJSON's compact form has found them anyway -
+    provided no later occurrence follows (the last one wins, see the class doc: one reverse
+    search from the end down to the value, the same search a lookup would make). Otherwise
+    ``name``/``get`` find the last one themselves.
+    """
+    ev = _new(EslEvent)
+    ev._h = ev._r = ev._body = ev._memo = ev._name = None
+    ev._text = text
+    ev._fmt = _JSON
+    ev._hend = 0
+    if text.startswith(_EVENT_NAME_HEAD):
+        end = text.find('"', 15)
+        if end > 0 and text.rfind(_EVENT_NAME_KEY, end) < 0:
+            name = text[15:end]
+            if "\\" not in name:
+                ev._name = name
+        return ev
+    if text.startswith(_SUBCLASS_HEAD):
+        end = text.find('"', 19)
+        if end > 0 and text.startswith(_THEN_NAME, end + 1):
+            subclass = text[19:end]
+            if "\\" not in subclass and text.rfind(_SUBCLASS_KEY, end) < 0:
+                ev._memo = {"Event-Subclass": subclass}
+            start = end + 16
+            end = text.find('"', start)
+            if end > 0 and text.rfind(_EVENT_NAME_KEY, end) < 0:
+                name = text[start:end]
+                if "\\" not in name:
+                    ev._name = name
+        return ev
+    first = text.find('"', 2) if text.startswith('{"') else -1
+    if first < 0 or not text.startswith(_COMPACT_SEPS, first):
+        # Not cJSON's compact form (whitespace after ':'): the substring lookups assume
+        # '"Key":value', so decode the whole object now instead.
+        ev._build_json()
+    return ev
