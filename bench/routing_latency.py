@@ -303,7 +303,8 @@ def main() -> None:
           f"CRM lookups over budget: {r['lookup_timeouts']}; fallback decisions: {r['fallback']}")
     print(f"recorded: {r['call_events']:,} call_events rows, {r['calls_rows']:,} calls rows")
     lk = r["lookups"]
-    print(f"CRM lookups: {lk.lookups:,} ({lk.prefetches:,} started at Newchannel, {lk.hits:,} from the cache)")
+    print(f"CRM lookups: {lk.lookups:,} ({lk.prefetches:,} started at Newchannel, {lk.hits:,} from the cache, "
+          f"{lk.shed:,} answered 'busy' at the in-flight cap)")
     ctl = r["controller_ms"]
     print(f"{'figure':<52}{'value':>10}   target")
     print("in the controller: arrival event read -> routing command written (the issue's figure)")

@@ -267,7 +267,8 @@ def _build_routing(settings: Settings, controller: Controller, database: Any) ->
     log.info("routing rules %s loaded from %s", rules.version, settings.rules.path)
     crm = CrmLookup(CustomerRepository(database.engine, default_region=settings.crm.default_region,
                                        pool=database.lookup_pool),
-                    budget_ms=settings.crm.lookup_budget_ms, cache_size=settings.crm.cache_size)
+                    budget_ms=settings.crm.lookup_budget_ms, cache_size=settings.crm.cache_size,
+                    max_inflight=settings.crm.lookup_max_inflight)
     from callcenter.api.metrics import ROUTING_LATENCY
 
     return RoutingService(controller, holder, crm, database.engine,

@@ -102,6 +102,9 @@ class CrmSettings(_Section):
     )
     lookup_budget_ms: int = Field(default=50, ge=1)
     cache_size: int = Field(default=10_000, ge=0)
+    lookup_max_inflight: int = Field(
+        default=32, ge=1, description="CRM queries running at once at most; past that a call is routed by the "
+        "fallback rule at once instead of waiting for a database that is already behind.")
 
 
 class JourneySettings(_Section):

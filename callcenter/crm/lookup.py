@@ -3,8 +3,10 @@
 Calls are never held up by the CRM: ``lookup()`` returns within ``budget_ms`` (default 50 ms).
 If the database is slow or down, the result says ``failed`` and routing uses its fallback rule;
 the query keeps running in the background and, when it completes, fills the cache for the next
-call from that number. Known customers are cached for ``ttl_s``; unknown numbers for a shorter
-``negative_ttl_s`` (they may become leads).
+call from that number. At most ``max_inflight`` queries run at once: past that, a lookup fails
+at once ("CRM busy") rather than adding a query to a database that is already behind. Known
+customers are cached for ``ttl_s``; unknown numbers for a shorter ``negative_ttl_s`` (they may
+become leads).
 
 ``ensure_lead()`` turns an unknown caller into a CRM lead (stage ``lead``) after routing, off
 the call's critical path; a concurrent creation for the same number is resolved by the unique
@@ -52,6 +54,7 @@ class LookupStats:
     errors: int = 0
     leads_created: int = 0
     prefetches: int = 0
+    shed: int = 0  # lookups answered "busy" at once: max_inflight queries were already running
 
 
 class CrmLookup:
@@ -63,6 +66,7 @@ class CrmLookup:
         cache_size: int = 10_000,
         ttl_s: float = 300.0,
         negative_ttl_s: float = 10.0,
+        max_inflight: int = 32,
         clock=time.monotonic,
     ) -> None:
         self.repo = repo
@@ -70,6 +74,11 @@ class CrmLookup:
         self.cache_size = cache_size
         self.ttl_s = ttl_s
         self.negative_ttl_s = negative_ttl_s
+        # Queries in flight at most (a query over budget keeps running to fill the cache): when
+        # PostgreSQL is slow, more would only queue behind the others for the connection pool
+        # and make it slower still. Past the cap a lookup fails at once (the fallback rule)
+        # instead of waiting out its budget, and no query is added.
+        self.max_inflight = max_inflight
         self.clock = clock
         self._cache: OrderedDict[str, tuple[float, CustomerCard | None]] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[CustomerCard | None]] = {}
@@ -110,6 +119,9 @@ class CrmLookup:
             return False
         if e164 is None or e164 in self._inflight or self._cache_get(e164)[0]:
             return False
+        if len(self._inflight) >= self.max_inflight:
+            self.stats.shed += 1
+            return False
         self.stats.prefetches += 1
         self._start(e164)
         return True
@@ -140,6 +152,11 @@ class CrmLookup:
         self.stats.misses += 1
         task = self._inflight.get(e164)
         if task is None:
+            if len(self._inflight) >= self.max_inflight:
+                self.stats.shed += 1
+                return LookupResult(e164, None, failed=True,
+                                    reason=f"CRM busy: {len(self._inflight)} lookups already in flight",
+                                    ms=(time.perf_counter() - started) * 1000)
             task = self._start(e164)
         elif task.done() and not task.cancelled() and task.exception() is None:
             # a prefetch finished in this very loop iteration, before its done-callback ran

@@ -111,3 +111,36 @@ async def test_prefetch_at_arrival_runs_one_query_the_lookup_then_shares(databas
     assert (await crm.lookup("2025550143")).cached
     assert crm.prefetch("anonymous") is False and crm.prefetch(None) is False  # withheld: nothing to look up
     assert queries == 1
+
+
+async def test_a_database_behind_gets_no_more_queries_past_the_cap(database) -> None:
+    """With PostgreSQL stuck (a lock), queries over budget keep running to fill the cache; past
+    ``max_inflight`` of them a lookup answers "busy" at once and starts no query."""
+    await _seed(database.dsn)
+    crm = CrmLookup(CustomerRepository(database.engine), budget_ms=30, max_inflight=2)
+    blocker = await asyncpg.connect(**database.connect_kwargs())
+    tx = blocker.transaction()
+    await tx.start()
+    await blocker.execute("LOCK TABLE customer_phones IN ACCESS EXCLUSIVE MODE")
+    try:
+        first = await crm.lookup("+12025550101")
+        second = await crm.lookup("+12025550102")
+        assert first.failed and second.failed and "over 30 ms" in (second.reason or "")
+        assert crm.prefetch("+12025550103") is False  # no third query while two are stuck
+        t0 = time.perf_counter()
+        third = await crm.lookup("+12025550104")
+        assert third.failed and "CRM busy" in (third.reason or "")
+        assert time.perf_counter() - t0 < 0.02  # at once, not after the budget
+        assert (crm.stats.timeouts, crm.stats.shed) == (2, 2) and len(crm._inflight) == 2
+        # the same number as a stuck query still joins it (no new query)
+        again = await crm.lookup("+12025550101")
+        assert again.failed and "over 30 ms" in (again.reason or "")
+    finally:
+        await tx.rollback()
+        await blocker.close()
+    for _ in range(100):  # the stuck queries finish; new lookups run again
+        if not crm._inflight:
+            break
+        await asyncio.sleep(0.02)
+    r = await crm.lookup("+12025550143")
+    assert r.card is not None and not r.failed
