@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -286,25 +287,11 @@ def _start_callbacks(settings: Settings, controller: Controller, database: Any,
     for adapter, mode in adapters:
         if mode != "control":
             continue
-        cb = CallbackService(controller, database.engine, pbx=adapter.name, interval=5.0,
-                             pbx_queue=_pbx_queue_of(routing, adapter.name, settings))
+        pbx_queue = functools.partial(routing.pbx_queue, pbx=adapter.name) if routing is not None else None
+        cb = CallbackService(controller, database.engine, pbx=adapter.name, interval=5.0, pbx_queue=pbx_queue)
         cb.start()
         out.append(cb)
     return out
-
-
-def _pbx_queue_of(routing: Any, pbx: str, settings: Settings) -> Any:
-    """Logical queue -> the PBX's queue name, from the rules running now (None without rules)."""
-    if routing is None:
-        return None
-    pbx_type = next((p.type for p in settings.pbx if p.name == pbx), None)
-
-    def name(queue: str) -> str:
-        rules = routing.rules.rules
-        q = rules.queues.get(queue) if rules is not None else None
-        return q.pbx_name(queue, pbx, pbx_type) if q is not None else queue
-
-    return name
 
 
 async def _start_http(settings: Settings, database: Any, controller: Controller, routing: Any) -> Any:

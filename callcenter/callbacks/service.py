@@ -221,11 +221,7 @@ class CallbackService:
             return available
         out: dict[str | None, Sequence[str]] = {None: available.get(None, [])}
         for q in {r.queue for r in requests if r.queue}:
-            try:
-                name = self.pbx_queue(q)
-            except Exception:  # a queue no longer in the rules: its own name
-                name = q
-            out[q] = available.get(name, available.get(q, []))
+            out[q] = available.get(self.pbx_queue(q), [])
         return out
 
     def _request(self, r: Any) -> core.Request:

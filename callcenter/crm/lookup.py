@@ -158,9 +158,6 @@ class CrmLookup:
                                     reason=f"CRM busy: {len(self._inflight)} lookups already in flight",
                                     ms=(time.perf_counter() - started) * 1000)
             task = self._start(e164)
-        elif task.done() and not task.cancelled() and task.exception() is None:
-            # a prefetch finished in this very loop iteration, before its done-callback ran
-            return LookupResult(e164, task.result(), ms=(time.perf_counter() - started) * 1000)
         try:
             card = await asyncio.wait_for(asyncio.shield(task), self.budget_s)
         except TimeoutError:

@@ -221,6 +221,13 @@ class RoutingService:
             # to the controller (ControllerAttached) the CRM card is there or on its way.
             self.crm.prefetch(ev.caller_number)
 
+    def pbx_queue(self, queue: str, pbx: str) -> str:
+        """A queue's name on ``pbx`` under the rules running now (its own name when the rules
+        do not list it)."""
+        rules = self.rules.rules
+        q = rules.queues.get(queue) if rules is not None else None
+        return q.pbx_name(queue, pbx, self.pbx_types.get(pbx)) if q is not None else queue
+
     def live_state(self, rules: RuleSet, pbx: str, now: datetime) -> LiveState:
         out: dict[str, QueueLive] = {}
         for name, q in rules.queues.items():

@@ -247,6 +247,24 @@ def _true(value: str) -> bool:
     return v in ("yes", "on", "true", "t", "enabled", "active", "allow") or (v.isdigit() and int(v) != 0)
 
 
+def _dial_vars(dial: str) -> tuple[dict[str, str], str]:
+    """``{a=b,c='d e'}[leg=x]sofia/...`` -> the variables and the bare dial string: the
+    ``{}`` block of an originate/bridge, then a ``[]`` block of leg variables (mod_callcenter
+    contacts carry one); ``\\,`` is a comma inside a value."""
+    variables: dict[str, str] = {}
+    for opener, closer in ("{}", "[]"):
+        if dial.startswith(opener):
+            end = dial.find(closer)
+            if end < 0:
+                break
+            for pair in re.split(r"(?<!\\),", dial[1:end]):
+                key, _, value = pair.partition("=")
+                if key.strip():
+                    variables[key.strip()] = value.replace("\\,", ",").strip().strip("'")
+            dial = dial[end + 1 :]
+    return variables, dial
+
+
 def _captures(data: str, groups: tuple[str, ...]) -> str:
     return re.sub(r"\$(\d)", lambda m: groups[int(m.group(1)) - 1] if 0 < int(m.group(1)) <= len(groups) else "", data)
 
@@ -1830,51 +1848,31 @@ class FreeswitchSim(FakeEslServer):
         m = re.match(r"^(\{(?:[^{}\\]|\\.)*\})?(\S+)\s+(.*)$", text)
         if m is None:
             return "-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>]\n"
-        pairs = re.split(r"(?<!\\),", (m.group(1) or "{}")[1:-1])
-        variables = {}
-        for p in pairs:
-            k, _, v = p.partition("=")
-            if k:
-                variables[k.strip()] = v.replace("\\,", ",").strip("'")
-        endpoint, target = m.group(2), m.group(3).strip()
+        variables, endpoint = _dial_vars((m.group(1) or "") + m.group(2))
+        target = m.group(3).strip()
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.kernel.spawn(self._originate(variables, endpoint, target, fut), "originate")
         return await fut
 
     async def _originate(self, variables: dict[str, str], endpoint: str, target: str, fut: asyncio.Future[str]) -> None:
         k = self.kernel
-        lm = re.match(r"^\[([^\]]*)\]", endpoint)  # [leg vars]dial string (mod_callcenter contacts)
-        if lm is not None:
-            endpoint = endpoint[lm.end():]
-            for p in lm.group(1).split(","):
-                key, _, value = p.partition("=")
-                if key:
-                    variables[key.strip()] = value.strip()
-            if "leg_timeout" in variables:
-                variables.setdefault("originate_timeout", variables["leg_timeout"])
+        if "leg_timeout" in variables:  # a mod_callcenter contact's [leg_timeout=..] limits the ring
+            variables.setdefault("originate_timeout", variables["leg_timeout"])
         em = re.match(r"^(?:user|sofia/[^/]+|loopback)/([^@/]+)", endpoint)
         ext = em.group(1) if em else endpoint
         ep = self.endpoints.get(ext)
         port = ep.port if ep is not None else 5180
         name = endpoint if endpoint.startswith("sofia/") else f"sofia/internal/{ext}@127.0.0.1:{port}"
-        leg = self._new_leg(
-            "originated", name, uuid=variables.get("origination_uuid"), ext=ext,
+        leg = self._outbound_leg(
+            name, uuid=variables.get("origination_uuid"), ext=ext,
             caller_number=variables.get("origination_caller_id_number", "0000000000"),
             caller_name=variables.get("origination_caller_id_name", "FreeSWITCH"), destination=ext, context="default",
-            direction="outbound", state="CS_NONE", call_state="DOWN", answer_state="ringing",
-            source="src/switch_ivr_originate.c",
         )  # fmt: skip
         leg.variables.update({"is_outbound": "true", **variables})
-        self.emit("CHANNEL_OUTGOING", channel=leg)
-        self._state(leg, "CS_INIT")
-        self.emit("CHANNEL_CREATE", channel=leg)
-        self.emit("CHANNEL_ORIGINATE", channel=leg)
         self._state(leg, "CS_ROUTING")
 
         def fail(cause: str) -> None:
-            self._hangup(leg, cause, "send_cancel", interrupt=False)
-            self._complete(leg)
-            self._destroy(leg)
+            self._end_outbound(leg, cause, "send_cancel")
             if not fut.done():
                 fut.set_result(f"-ERR {cause}\n")
 
@@ -1911,29 +1909,35 @@ class FreeswitchSim(FakeEslServer):
             k.call_later(behavior.talk_s, self._hangup, leg, "NORMAL_CLEARING", "recv_bye")
         await self._session(leg, first, created=True)
 
+    def _outbound_leg(self, name: str, **kw: Any) -> FsLeg:
+        """A leg FreeSWITCH dials out (originate, bridge): CHANNEL_OUTGOING .. CHANNEL_ORIGINATE."""
+        leg = self._new_leg("originated", name, direction="outbound", state="CS_NONE", call_state="DOWN",
+                            answer_state="ringing", source="src/switch_ivr_originate.c", **kw)
+        self.emit("CHANNEL_OUTGOING", channel=leg)
+        self._state(leg, "CS_INIT")
+        self.emit("CHANNEL_CREATE", channel=leg)
+        self.emit("CHANNEL_ORIGINATE", channel=leg)
+        return leg
+
+    def _end_outbound(self, leg: FsLeg, cause: str, disposition: str) -> None:
+        self._hangup(leg, cause, disposition, interrupt=False)
+        self._complete(leg)
+        self._destroy(leg)
+
     async def _app_bridge(self, ch: FsLeg, data: str) -> None:
         """``bridge {vars}sofia/gateway/<gw>/<number>`` to an outside number (callbacks): the
         remote side behaves as ``remote_behaviors[number]``. Leaves ``originate_disposition``
         (SUCCESS or the failure cause) and ``DIALSTATUS`` on the channel as bridge does; after
         a failure the dialplan goes on only with ``continue_on_fail``; after a bridged call
         with ``hangup_after_bridge=true`` the channel hangs up."""
-        m = re.match(r"^(\{[^}]*\})?(\S+)$", data.strip())
-        if m is None:
+        variables, endpoint = _dial_vars(data.strip())
+        if not endpoint:
             return
-        variables = dict(p.partition("=")[::2] for p in (m.group(1) or "{}")[1:-1].split(",") if p)
-        endpoint = m.group(2)
         number = endpoint.rsplit("/", 1)[-1]
         behavior = self.remote_behaviors.get(number, self.remote_default)
         limit = float(variables.get("originate_timeout", "60") or 60)
-        leg = self._new_leg(
-            "originated", endpoint, ext=number, caller_number=ch.caller_number, caller_name=ch.caller_name,
-            destination=number, context=ch.context, direction="outbound", state="CS_NONE", call_state="DOWN",
-            answer_state="ringing", source="src/switch_ivr_originate.c",
-        )  # fmt: skip
-        self.emit("CHANNEL_OUTGOING", channel=leg)
-        self._state(leg, "CS_INIT")
-        self.emit("CHANNEL_CREATE", channel=leg)
-        self.emit("CHANNEL_ORIGINATE", channel=leg)
+        leg = self._outbound_leg(endpoint, ext=number, caller_number=ch.caller_number, caller_name=ch.caller_name,
+                                 destination=number, context=ch.context)
         self.emit("CHANNEL_PROGRESS", channel=leg)
         self._callstate(leg, "RINGING")
         if ch.call is not None:
@@ -1946,11 +1950,6 @@ class FreeswitchSim(FakeEslServer):
             if ch.call is not None:
                 ch.call.log("bridge_result", disposition=disposition)
 
-        def end_leg(cause: str, disposition: str) -> None:
-            self._hangup(leg, cause, disposition, interrupt=False)
-            self._complete(leg)
-            self._destroy(leg)
-
         answer_at = self.now() + behavior.ring_s if behavior.action == "answer" else None
         deadline = self.now() + (self.reject_delay if behavior.action == "reject" else limit)
         try:
@@ -1960,12 +1959,12 @@ class FreeswitchSim(FakeEslServer):
                 await self._wait(ch, min(deadline, answer_at or deadline) - self.now())
         except _Hangup:
             result("ORIGINATOR_CANCEL")
-            end_leg("ORIGINATOR_CANCEL", "send_cancel")
+            self._end_outbound(leg, "ORIGINATOR_CANCEL", "send_cancel")
             raise
         if answer_at is None or answer_at > deadline:
             cause = "USER_BUSY" if behavior.action == "reject" else "NO_ANSWER"
             result(cause)
-            end_leg(cause, "send_cancel")
+            self._end_outbound(leg, cause, "send_cancel")
             if not _true(ch.variables.get("continue_on_fail", "")):
                 self._hangup(ch, cause, "send_bye", interrupt=False)
                 raise _Hangup()
@@ -1984,10 +1983,10 @@ class FreeswitchSim(FakeEslServer):
             ch.peer = leg.peer = None
             self.emit("CHANNEL_UNBRIDGE", [("Bridge-A-Unique-ID", ch.uuid), ("Bridge-B-Unique-ID", leg.uuid)],
                       channel=ch)  # fmt: skip
-            end_leg("NORMAL_CLEARING", "send_bye")
+            self._end_outbound(leg, "NORMAL_CLEARING", "send_bye")
             raise
         ch.peer = leg.peer = None
-        end_leg("NORMAL_CLEARING", "recv_bye")
+        self._end_outbound(leg, "NORMAL_CLEARING", "recv_bye")
         self.emit("CHANNEL_UNBRIDGE", [("Bridge-A-Unique-ID", ch.uuid), ("Bridge-B-Unique-ID", leg.uuid)],
                   channel=ch)  # fmt: skip
         if _true(ch.variables.get("hangup_after_bridge", "")):

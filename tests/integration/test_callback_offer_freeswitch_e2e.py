@@ -7,6 +7,7 @@ mod_callcenter contact, bridges to the customer and closes the request ``complet
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import timedelta
 
 from callcenter.callbacks.core import CallbackPolicy
@@ -36,13 +37,13 @@ async def test_long_wait_offer_accepted_then_dispatched_agent_first_and_complete
     sim.tiers[:] = [t for t in sim.tiers if t.agent == "1001"]
     sim.remote_behaviors["+12025550145"] = AgentBehavior("answer", ring_s=2.0, talk_s=5.0)
     async with stack(db_dsn, tmp_path, sim, rules=RULES, survey=False) as s:
-        assert s.holder is not None
+        assert s.routing is not None
         sim.pause_member("1001", True)  # nobody free: a long estimated wait
-        rules = s.holder
-        # agents from the live registry (the tiers mod_callcenter lists), by the rules' queue names
+        # agents from the live registry (the tiers mod_callcenter lists), by the rules' queue
+        # names, as the composition root wires it
         service = CallbackService(s.controller, s.database.engine, pbx=PBX, interval=3600,
                                   policy=CallbackPolicy(deadline=timedelta(hours=2)),
-                                  pbx_queue=lambda q: rules.rules.queues[q].pbx_name(q, PBX, "freeswitch"))
+                                  pbx_queue=functools.partial(s.routing.pbx_queue, pbx=PBX))
         try:
             call = sim.call("+12025550145", did="5550110", patience_s=600, digits=["1", "1", "2"])
             await call.ended(timeout=30)

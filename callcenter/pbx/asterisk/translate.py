@@ -1298,7 +1298,6 @@ class AsteriskTranslator:
             )
         ]
 
-
     def _on_user_event(self, msg: AmiMessage, at: datetime) -> list[Event]:
         """``UserEvent(CcCallback, CallbackId: n, Attempt: n, DialStatus: ...)`` from
         ``[cc-callback]``: the customer leg of an agent-first callback ended. Other user events
