@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -48,8 +48,47 @@ class LinkSupervisor:
     _closing: bool
     _conn: Any
     _stats: Any
-    _on_connected: Sequence[Callable[..., Any]]
-    _on_disconnected: Sequence[Callable[..., Any]]
+    _handlers: tuple[Callable[..., Any], ...]
+    _handler_error_counts: dict[int, int]
+    _on_connected: tuple[Callable[..., Any], ...]
+    _on_disconnected: tuple[Callable[..., Any], ...]
+
+    # -- registration -------------------------------------------------------------------------
+    def on_event(self, handler: Callable[..., Any]) -> None:
+        """``handler(event, received_at)`` for every event (sync or async), in PBX order (on
+        AMI: per call)."""
+        self._handlers = (*self._handlers, handler)
+
+    def on_connected(self, handler: Callable[..., Any]) -> None:
+        """Awaited after every (re)login (and subscription); the place to resync state. Errors
+        are logged."""
+        self._on_connected = (*self._on_connected, handler)
+
+    def on_disconnected(self, handler: Callable[..., Any]) -> None:
+        """Called with the reason when an established link drops, with None on ``close()``."""
+        self._on_disconnected = (*self._on_disconnected, handler)
+
+    def _event_label(self, event: Any) -> tuple[str, str | None]:
+        """(event name, call) of a message, for log lines."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _handler_failed(self, handler: Callable[..., Any], event: Any, exc: Exception) -> None:
+        self._stats.handler_errors += 1
+        n = self._handler_error_counts.get(id(handler), 0) + 1
+        self._handler_error_counts[id(handler)] = n
+        # A handler that fails on every event must not flood the log at PBX event rates.
+        if n <= 10 or n % 1000 == 0:
+            name, call = self._event_label(event)
+            self._log.error(
+                "%s %s: event handler %s failed on %s for call %s (failure #%d)",
+                self._label,
+                self.name,
+                getattr(handler, "__qualname__", repr(handler)),
+                name,
+                call or "-",
+                n,
+                exc_info=exc,
+            )
 
     async def _connect(self) -> Any:
         raise NotImplementedError  # pragma: no cover - abstract: each client connects itself

@@ -313,19 +313,6 @@ class AmiClient(LinkSupervisor):
     def __repr__(self) -> str:
         return f"<AmiClient {self.name} {self.host}:{self.port} connected={self.connected}>"
 
-    # -- registration -------------------------------------------------------------------------
-    def on_event(self, handler: EventHandler) -> None:
-        """``handler(msg, received_at)`` for every event (sync or async), ordered per call."""
-        self._handlers = (*self._handlers, handler)
-
-    def on_connected(self, handler: ConnectedHandler) -> None:
-        """Awaited after every (re)login; the place to resync state. Errors are logged."""
-        self._on_connected = (*self._on_connected, handler)
-
-    def on_disconnected(self, handler: DisconnectedHandler) -> None:
-        """Called with the reason when an established link drops, with None on ``close()``."""
-        self._on_disconnected = (*self._on_disconnected, handler)
-
     # -- state ----------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
@@ -726,22 +713,8 @@ class AmiClient(LinkSupervisor):
             if queue:
                 await asyncio.sleep(0)
 
-    def _handler_failed(self, handler: EventHandler, msg: AmiMessage, exc: Exception) -> None:
-        self._stats.handler_errors += 1
-        n = self._handler_error_counts.get(id(handler), 0) + 1
-        self._handler_error_counts[id(handler)] = n
-        # A handler that fails on every event must not flood the log at PBX event rates.
-        if n <= 10 or n % 1000 == 0:
-            key = msg.call_key()
-            log.error(
-                "AMI %s: event handler %s failed on %s for call %s (failure #%d)",
-                self.name,
-                getattr(handler, "__qualname__", repr(handler)),
-                msg.event,
-                key or "-",
-                n,
-                exc_info=exc,
-            )
+    def _event_label(self, event: AmiMessage) -> tuple[str, str | None]:
+        return event.event or "?", event.call_key()
 
     async def _barrier(self) -> None:
         loop = asyncio.get_running_loop()

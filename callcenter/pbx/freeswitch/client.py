@@ -322,19 +322,6 @@ class EslClient(LinkSupervisor):
     def __repr__(self) -> str:
         return f"<EslClient {self.name} {self.host}:{self.port} connected={self.connected}>"
 
-    # -- registration -------------------------------------------------------------------------
-    def on_event(self, handler: EventHandler) -> None:
-        """``handler(event, received_at)`` for every event (sync or async), in PBX order."""
-        self._handlers = (*self._handlers, handler)
-
-    def on_connected(self, handler: ConnectedHandler) -> None:
-        """Awaited after every (re)login and subscription; the place to resync state."""
-        self._on_connected = (*self._on_connected, handler)
-
-    def on_disconnected(self, handler: DisconnectedHandler) -> None:
-        """Called with the reason when an established link drops, with None on ``close()``."""
-        self._on_disconnected = (*self._on_disconnected, handler)
-
     # -- state ----------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
@@ -760,25 +747,12 @@ class EslClient(LinkSupervisor):
             if queue:
                 await asyncio.sleep(0)
 
-    def _handler_failed(self, handler: EventHandler, event: EslEvent, exc: Exception) -> None:
-        self._stats.handler_errors += 1
-        n = self._handler_error_counts.get(id(handler), 0) + 1
-        self._handler_error_counts[id(handler)] = n
-        # A handler that fails on every event must not flood the log at PBX event rates.
-        if n <= 10 or n % 1000 == 0:
-            try:
-                call = event.call_id
-            except EslDecodeError:
-                call = None
-            log.error(
-                "ESL %s: event handler %s failed on %s for call %s (failure #%d)",
-                self.name,
-                getattr(handler, "__qualname__", repr(handler)),
-                event.name or "?",
-                call or "-",
-                n,
-                exc_info=exc,
-            )
+    def _event_label(self, event: EslEvent) -> tuple[str, str | None]:
+        try:
+            call = event.call_id
+        except EslDecodeError:
+            call = None
+        return event.name or "?", call
 
     async def _barrier(self) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
