@@ -48,6 +48,10 @@ class LinkSupervisor:
     _closing: bool
     _conn: Any
     _stats: Any
+    _started: bool
+    _supervisor: asyncio.Task[None] | None
+    _record: Any
+    _closed_error: type[Exception] = ConnectionError  # a client's ConnectionLost
     _handlers: tuple[Callable[..., Any], ...]
     _handler_error_counts: dict[int, int]
     _on_connected: tuple[Callable[..., Any], ...]
@@ -67,6 +71,10 @@ class LinkSupervisor:
     def on_disconnected(self, handler: Callable[..., Any]) -> None:
         """Called with the reason when an established link drops, with None on ``close()``."""
         self._on_disconnected = (*self._on_disconnected, handler)
+
+    @property
+    def connected(self) -> bool:
+        raise NotImplementedError  # pragma: no cover - abstract: each client knows its login state
 
     def _event_label(self, event: Any) -> tuple[str, str | None]:
         """(event name, call) of a message, for log lines."""
@@ -101,6 +109,85 @@ class LinkSupervisor:
 
     def _stop_timers(self, conn: Any) -> None:
         """Cancel the link's keepalive/watchdog task, if any."""
+
+    def _timer_task(self, conn: Any) -> Any:
+        """The link's keepalive/watchdog task, if any (``close()`` waits for it)."""
+        return None
+
+    def _start_workers(self, loop: asyncio.AbstractEventLoop) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    async def _stop_workers(self) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _goodbye(self, conn: Any) -> None:
+        """Say goodbye on a logged-in link (AMI Logoff, ESL exit); best effort."""
+
+    def _fail_link(self, conn: Any, reason: Exception) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect and log in (raises ``LoginError``/``OSError``/``TimeoutError``; ESL also
+        ``CommandFailed`` when subscribing), run the ``on_connected`` hooks, then keep the link
+        up in background tasks until ``close()``."""
+        if self._started:
+            raise RuntimeError(f"{type(self).__name__}.start() called twice")
+        self._started = True
+        self._closing = False
+        loop = asyncio.get_running_loop()
+        self._start_workers(loop)
+        try:
+            conn = await self._connect()
+        except BaseException:
+            await self._stop_workers()
+            self._started = False
+            raise
+        first_sync: asyncio.Future[None] = loop.create_future()
+        self._supervisor = loop.create_task(self._run(conn, first_sync), name=f"{self._label.lower()}-{self.name}-link")
+        await asyncio.shield(first_sync)
+
+    async def close(self) -> None:
+        """Stop everything this client owns; requests in flight fail with ``ConnectionLost``.
+
+        Events still queued for handlers are dropped (call ``drain()`` first to handle them).
+        """
+        if self._closing:
+            return
+        was_connected = self.connected
+        self._closing = True
+        conn = self._conn
+        if conn is not None:
+            if conn.transport is not None and not conn.transport.is_closing():
+                try:
+                    self._goodbye(conn)
+                except Exception:  # pragma: no cover - best effort only
+                    pass
+            if conn.reason is None:
+                conn.reason = self._closed_error("client closed")
+            if conn.transport is not None:
+                conn.transport.close()
+            self._fail_link(conn, conn.reason)
+        tasks: list[asyncio.Task[Any]] = []
+        if self._supervisor is not None:
+            tasks.append(self._supervisor)
+        timer = self._timer_task(conn) if conn is not None else None
+        if timer is not None:
+            tasks.append(timer)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._stop_workers()
+        self._supervisor = None
+        self._started = False
+        if was_connected:
+            await self._notify_disconnected(None)
+        if self._record is not None:
+            self._record.flush()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every event received so far has been through the handlers."""
+        await asyncio.wait_for(self._barrier(), timeout)
 
     async def _run(self, conn: Any, first_sync: Any) -> None:
         """Supervisor: resync hooks, then wait for the link to drop and bring it back."""

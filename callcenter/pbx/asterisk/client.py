@@ -243,6 +243,7 @@ def _is_complete(msg: AmiMessage, event: str) -> bool:
 
 class AmiClient(LinkSupervisor):
     _label = "AMI"
+    _closed_error = ConnectionLost
     _login_error = LoginError
     _retry_errors = (OSError, AmiError)
     _log = log
@@ -330,67 +331,6 @@ class AmiClient(LinkSupervisor):
         return st
 
     # -- lifecycle ------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Connect and log in (raises ``LoginError``/``OSError``/``TimeoutError``), run the
-        ``on_connected`` hooks, then keep the link up in background tasks until ``close()``."""
-        if self._started:
-            raise RuntimeError("AmiClient.start() called twice")
-        self._started = True
-        self._closing = False
-        loop = asyncio.get_running_loop()
-        for shard in self._all_shards:
-            shard.task = loop.create_task(self._worker(shard), name=f"ami-{self.name}-worker-{shard.index}")
-        try:
-            conn = await self._connect()
-        except BaseException:
-            await self._stop_workers()
-            self._started = False
-            raise
-        first_sync: asyncio.Future[None] = loop.create_future()
-        self._supervisor = loop.create_task(self._run(conn, first_sync), name=f"ami-{self.name}-link")
-        await asyncio.shield(first_sync)
-
-    async def close(self) -> None:
-        """Stop everything this client owns; in-flight actions fail with ``ConnectionLost``.
-
-        Events still queued for handlers are dropped (call ``drain()`` first to handle them).
-        """
-        if self._closing:
-            return
-        was_connected = self.connected
-        self._closing = True
-        conn = self._conn
-        if conn is not None:
-            if conn.logged_in and conn.transport is not None and not conn.transport.is_closing():
-                try:
-                    self._write(conn, encode_action("Logoff", (), self._next_id("logoff")))
-                except Exception:  # pragma: no cover - best effort only
-                    pass
-            if conn.reason is None:
-                conn.reason = ConnectionLost("client closed")
-            if conn.transport is not None:
-                conn.transport.close()
-            self._fail_link(conn, conn.reason)
-        tasks: list[asyncio.Task[Any]] = []
-        if self._supervisor is not None:
-            tasks.append(self._supervisor)
-        if conn is not None and conn.keepalive is not None:
-            tasks.append(conn.keepalive)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._stop_workers()
-        self._supervisor = None
-        self._started = False
-        if was_connected:
-            await self._notify_disconnected(None)
-        if self._record is not None:
-            self._record.flush()
-
-    async def drain(self, timeout: float | None = None) -> None:
-        """Wait until every event received so far has been through the handlers."""
-        await asyncio.wait_for(self._barrier(), timeout)
-
     # -- actions --------------------------------------------------------------------------------
     # The agreed API takes per-call timeouts (ASYNC109): every action needs one, and callers should
     # not have to wrap each call in asyncio.timeout() themselves.
@@ -730,6 +670,14 @@ class AmiClient(LinkSupervisor):
             futs.append(fut)
         await asyncio.gather(*futs)
 
+    def _start_workers(self, loop: asyncio.AbstractEventLoop) -> None:
+        for shard in self._all_shards:
+            shard.task = loop.create_task(self._worker(shard), name=f"ami-{self.name}-worker-{shard.index}")
+
+    def _goodbye(self, conn: _Connection) -> None:
+        if conn.logged_in:
+            self._write(conn, encode_action("Logoff", (), self._next_id("logoff")))
+
     async def _stop_workers(self) -> None:
         tasks = [s.task for s in self._all_shards if s.task is not None]
         for t in tasks:
@@ -850,6 +798,9 @@ class AmiClient(LinkSupervisor):
     # -- supervision (shared with the other PBX client: callcenter.pbx.link.LinkSupervisor) --
     def _barrier_timeout(self) -> float:
         return self.action_timeout
+
+    def _timer_task(self, conn: _Connection) -> asyncio.Task[None] | None:
+        return conn.keepalive
 
     def _stop_timers(self, conn: _Connection) -> None:
         if conn.keepalive is not None:

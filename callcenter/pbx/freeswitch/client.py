@@ -250,6 +250,7 @@ def _verb(command: str) -> str:
 
 class EslClient(LinkSupervisor):
     _label = "ESL"
+    _closed_error = ConnectionLost
     _login_error = LoginError
     _retry_errors = (OSError, EslError)
     _log = log
@@ -336,68 +337,6 @@ class EslClient(LinkSupervisor):
         return st
 
     # -- lifecycle ------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Connect, authenticate and subscribe (raises ``LoginError``/``CommandFailed``/
-        ``OSError``/``TimeoutError``), run the ``on_connected`` hooks, then keep the link up in
-        background tasks until ``close()``."""
-        if self._started:
-            raise RuntimeError("EslClient.start() called twice")
-        self._started = True
-        self._closing = False
-        loop = asyncio.get_running_loop()
-        self._worker_task = loop.create_task(self._worker(), name=f"esl-{self.name}-worker")
-        try:
-            conn = await self._connect()
-        except BaseException:
-            await self._stop_worker()
-            self._started = False
-            raise
-        first_sync: asyncio.Future[None] = loop.create_future()
-        self._supervisor = loop.create_task(self._run(conn, first_sync), name=f"esl-{self.name}-link")
-        await asyncio.shield(first_sync)
-
-    async def close(self) -> None:
-        """Stop everything this client owns; in-flight commands fail with ``ConnectionLost``.
-
-        Events still queued for handlers are dropped (call ``drain()`` first to handle them).
-        """
-        if self._closing:
-            return
-        was_connected = self.connected
-        self._closing = True
-        conn = self._conn
-        if conn is not None:
-            if conn.authed and conn.transport is not None and not conn.transport.is_closing():
-                try:
-                    # Polite goodbye; FreeSWITCH's "+OK bye" and disconnect notice are not awaited.
-                    self._write(conn, encode_exit())
-                except Exception:  # pragma: no cover - best effort only
-                    pass
-            if conn.reason is None:
-                conn.reason = ConnectionLost("client closed")
-            if conn.transport is not None:
-                conn.transport.close()
-            self._fail_link(conn, conn.reason)
-        tasks: list[asyncio.Task[Any]] = []
-        if self._supervisor is not None:
-            tasks.append(self._supervisor)
-        if conn is not None and conn.watchdog is not None:
-            tasks.append(conn.watchdog)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._stop_worker()
-        self._supervisor = None
-        self._started = False
-        if was_connected:
-            await self._notify_disconnected(None)
-        if self._record is not None:
-            self._record.flush()
-
-    async def drain(self, timeout: float | None = None) -> None:
-        """Wait until every event received so far has been through the handlers."""
-        await asyncio.wait_for(self._barrier(), timeout)
-
     # -- commands -------------------------------------------------------------------------------
     # The agreed API takes per-call timeouts (ASYNC109): every command needs one, and callers
     # should not have to wrap each call in asyncio.timeout() themselves.
@@ -764,7 +703,15 @@ class EslClient(LinkSupervisor):
                 waiter.set_result(None)
         await fut
 
-    async def _stop_worker(self) -> None:
+    def _start_workers(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._worker_task = loop.create_task(self._worker(), name=f"esl-{self.name}-worker")
+
+    def _goodbye(self, conn: _Connection) -> None:
+        if conn.authed:
+            # Polite goodbye; FreeSWITCH's "+OK bye" and disconnect notice are not awaited.
+            self._write(conn, encode_exit())
+
+    async def _stop_workers(self) -> None:
         task = self._worker_task
         if task is not None:
             task.cancel()
@@ -874,6 +821,9 @@ class EslClient(LinkSupervisor):
     # -- supervision (shared with the other PBX client: callcenter.pbx.link.LinkSupervisor) --
     def _barrier_timeout(self) -> float:
         return self.command_timeout
+
+    def _timer_task(self, conn: _Connection) -> asyncio.Task[None] | None:
+        return conn.watchdog
 
     def _stop_timers(self, conn: _Connection) -> None:
         if conn.watchdog is not None:
