@@ -114,12 +114,6 @@ class AsteriskAdapter:
 
     # -- PbxPort ------------------------------------------------------------------------------
     @property
-    def client(self) -> Any:
-        """The AMI client (services that read raw AMI events of their own, e.g. callbacks'
-        UserEvents from the dialplan)."""
-        return self._client
-
-    @property
     def name(self) -> str:
         return self._name
 
