@@ -12,6 +12,7 @@ Two generators:
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callcenter.analytics.attribution import ABANDON_STAGES, OUTCOMES, CallSummary
-from callcenter.calls.journey import JourneyBook, JourneyRecord
+from callcenter.calls.journey import JourneyBook, JourneyRecord, step
 from callcenter.domain import events as ev
 from callcenter.domain.events import HangupParty, QueueLeaveReason
 
@@ -354,3 +355,47 @@ def test_interleaved_calls_do_not_disturb_each_other(data: st.DataObject) -> Non
         alone = JourneyBook()
         single = [u.summary for e in script.events if (u := alone.feed(e, e.at)).summary is not None]
         assert single[0].to_dict() == by_id[script.call_id].to_dict()
+
+
+def _fields(state: Any) -> tuple[Any, ...]:
+    return tuple(getattr(state, f.name) for f in dataclasses.fields(state))
+
+
+@SETTINGS
+@given(st.lists(st.one_of(any_event, any_note), max_size=40))
+def test_states_handed_out_never_change(items: list[Any]) -> None:
+    """The reducer changes its own private copy in place while it works (see journey.replace):
+    every state it has returned - to the book, to a caller of ``step`` - must stay exactly as
+    it was, whatever is fed or noted afterwards."""
+    book = JourneyBook()
+    kept: list[tuple[Any, tuple[Any, ...]]] = []
+    now = T0
+    for item in items:
+        now += timedelta(milliseconds=1)
+        if isinstance(item, ev.Event):
+            book.feed(item, now)
+        else:
+            call_id, kind, args = item
+            if kind == "move":
+                book.note_controller_move(call_id, args[0], args[1], now=now)
+            elif kind == "customer":
+                book.note_customer(call_id, customer_id=args[0], vip=args[1], now=now)
+            else:
+                book.note(call_id, kind, now=now)
+        for call_id in CALL_IDS:
+            state = book.state(call_id)
+            if state is not None:
+                kept.append((state, _fields(state)))
+    for state, snapshot in kept:
+        assert _fields(state) == snapshot
+
+
+def test_step_leaves_its_input_alone() -> None:
+    arrived = ev.CallArrived(pbx=PBX, call_id="c1", at=T0, unique_id="u", caller_number="2025550143",
+                             caller_name=None, did="5550100")
+    first, _ = step(None, arrived, T0)
+    before = _fields(first)
+    second, _ = step(first, ev.QueueJoined(pbx=PBX, call_id="c1", at=T0 + timedelta(seconds=3), queue="sales"), T0)
+    assert second is not first
+    assert _fields(first) == before
+    assert second.location == "queue" and first.location != "queue"
