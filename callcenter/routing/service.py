@@ -249,7 +249,7 @@ class RoutingService:
         lookup = await self.crm.lookup(ev.caller_number) if self.crm else LookupResult(
             call.caller_e164, None, withheld=call.withheld, failed=True, reason="no CRM configured")
         decision = decide(call, lookup.card, self.live_state(rules, ev.pbx, now), rules,
-                          lookup_failed=lookup.failed)
+                          lookup_failed=lookup.failed, explain=False)
         self._record_decision(ev, decision, lookup)
         routed = RoutedCall(ev.call_id, ev.pbx, ev.channel, tier=decision.tier, lookup_failed=lookup.failed,
                             rules=rules, priority=decision.priority)

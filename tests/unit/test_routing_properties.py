@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,9 @@ def when(draw: st.DrawFn) -> dict[str, Any]:
         ]
     if draw(st.booleans()):
         w["did_pattern"] = r"\+4930.*"
+    if draw(st.booleans()):
+        w["did"] = draw(st.lists(st.sampled_from(["+4930901820", "+493090182030", "+493090182101"]),
+                                 min_size=1, max_size=2, unique=True))
     return w
 
 
@@ -251,6 +255,20 @@ def test_generated_rules_never_route_a_caller_to_a_queue_refusing_their_tier(
         if final is not None:
             assert_tier_safe(final, rules, customer, lookup_failed)
             assert final.rule_id == d.rule_id and final.trace[: len(d.trace)] == d.trace
+
+
+@PROPS
+@given(rules=rule_sets(), customer=customers, call=calls, live=lives, lookup_failed=st.booleans())
+def test_routing_without_explanation_decides_the_same(
+    rules: RuleSet, customer, call: CallInfo, live: LiveState, lookup_failed: bool
+) -> None:
+    """The routing service asks for no explanation (explain=False: no per-rule trace, rules
+    whose DID list misses the call skipped at once): the decision must be the one the full
+    evaluation gives, trace entry of the deciding rule included."""
+    full = decide(call, customer, live, rules, lookup_failed=lookup_failed)
+    quick = decide(call, customer, live, rules, lookup_failed=lookup_failed, explain=False)
+    assert quick.trace == full.trace[-1:]
+    assert quick == dataclasses.replace(full, trace=full.trace[-1:])
 
 
 @PROPS
