@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import asyncpg
+import pytest
 
 from callcenter.crm.lookup import CrmLookup
 from callcenter.crm.repository import CustomerRepository
@@ -72,8 +73,10 @@ async def test_a_database_that_is_down_fails_fast() -> None:
         await engine.dispose()
 
 
-async def test_unknown_caller_becomes_a_lead_once(database) -> None:
-    crm = CrmLookup(CustomerRepository(database.engine), budget_ms=2000)
+@pytest.mark.parametrize("through", ["sqlalchemy", "asyncpg pool"])
+async def test_unknown_caller_becomes_a_lead_once(database, through: str) -> None:
+    pool = await database.pool() if through == "asyncpg pool" else None
+    crm = CrmLookup(CustomerRepository(database.engine, pool=pool), budget_ms=2000)
     assert (await crm.lookup("2025550177")).unknown
     ids = await asyncio.gather(*(crm.ensure_lead(database.engine, "+12025550177", "PSTN 2025550177")
                                  for _ in range(3)))
