@@ -178,7 +178,7 @@ async def seed_crm(dsn: str, customers: int) -> float:
     await conn.execute(f"SELECT setval(pg_get_serial_sequence('customers', 'id'), {customers})")
     await conn.execute("INSERT INTO customer_phones (customer_id, e164) "
                        "SELECT id, '+1202' || lpad(id::text, 7, '0') FROM customers")
-    await conn.execute("ANALYZE")
+    await conn.execute("VACUUM (ANALYZE) customers, customer_phones")  # as the CSV importer does
     await conn.close()
     return time.perf_counter() - t
 

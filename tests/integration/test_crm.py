@@ -27,6 +27,10 @@ async def test_import_then_lookup_by_any_phone_form(conn, database) -> None:
     report = await import_csv(conn, FIXTURE, region="US", show_progress=False)
     assert report.rejected == []
     assert (report.rows, report.imported, report.phones, report.written) == (3, 3, 4, True)
+    # the import leaves the tables vacuumed and analysed, ready for routing lookups
+    done = await conn.fetch("SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL "
+                            "AND last_analyze IS NOT NULL AND relname IN ('customers', 'customer_phones')")
+    assert sorted(r["relname"] for r in done) == ["customer_phones", "customers"]
 
     repo = CustomerRepository(database.engine, default_region="US")
     for form in ("+12025550143", "12025550143", "(202) 555-0143", "202.555.0143", "tel:+12025550143"):
