@@ -329,7 +329,7 @@ class RoutingService:
                 live.customer = {
                     "id": card.id, "name": card.name, "tier": card.tier, "vip": card.vip, "stage": card.stage,
                     "segment": card.segment, "notes": card.notes, "assigned_agent": card.assigned_agent,
-                    "interactions": [i["summary"] for i in card.to_dict()["interactions"][:3]],
+                    "interactions": [i.summary for i in card.interactions[:3]],
                 }
         self.controller.note(
             ev.call_id, "routed", rules_version=d.rules_version, rule_id=d.rule_id,
