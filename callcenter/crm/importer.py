@@ -418,10 +418,12 @@ async def import_csv(
             ],
         )
         await conn.copy_records_to_table("customer_phones", records=phones, columns=["customer_id", "e164", "label"])
-    # After a bulk load PostgreSQL has neither statistics for the new rows nor their hint bits
-    # and visibility map: the first lookups then dirty every page they read and autovacuum
-    # arrives mid-traffic. Measured with 1,000,000 customers and 200 calls/s right after the
-    # load: 784 lookups over the 50 ms routing budget in a minute without this, 249 with it.
+    # After a bulk load PostgreSQL has no statistics for the new rows (PostgreSQL's "Populating
+    # a Database": run ANALYZE afterwards), and no hint bits or visibility map for them: the
+    # first lookups would dirty every page they read while autovacuum arrives mid-traffic. The
+    # routing bench (1M customers, 200 calls/s right after the load) could not separate the
+    # effect from its run-to-run noise (117-784 lookups over the 50 ms budget per minute with
+    # ANALYZE alone or with VACUUM); it is the standard step, about 2 s for a million customers here.
     await conn.execute("VACUUM (ANALYZE) customers, customer_phones")
     report.imported = len(customers)
     report.phones = len(phones)
