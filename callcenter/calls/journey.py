@@ -118,6 +118,7 @@ from callcenter.domain.events import (
 _T = TypeVar("_T")
 
 _REPLACERS: dict[type, Callable[[Any, dict[str, Any]], Any]] = {}
+_FIELDS: dict[type, frozenset[str]] = {}  # field names per class, filled with its replacer
 
 
 def _make_replacer(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
@@ -131,8 +132,9 @@ def _make_replacer(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
              "            raise TypeError(f'{cls.__name__} has no field {k!r}')",
              "        set_(new, k, v)",
              "    return new"]
+    _FIELDS[cls] = frozenset(names)
     scope: dict[str, Any] = {"new_": object.__new__, "set_": object.__setattr__, "cls": cls,
-                             "names": frozenset(names)}
+                             "names": _FIELDS[cls]}
     exec("\n".join(body), scope)
     fn: Callable[[Any, dict[str, Any]], Any] = scope["replacer"]
     return fn
@@ -147,7 +149,7 @@ def replace(obj: _T, /, **changes: Any) -> _T:
     generated slot copy is much cheaper; unknown field names still raise.
 
     Inside a reducer call (``step``, ``note``...), the state that call copied for itself (see
-    ``_own``) is changed in place instead: nobody else holds it yet, so the result is the
+    ``_Private``) is changed in place instead: nobody else holds it yet, so the result is the
     same as a copy, and one event costs one copy of the ~50-field state instead of three or
     four."""
     if obj is _owned[0]:
@@ -168,21 +170,24 @@ def replace(obj: _T, /, **changes: Any) -> _T:
 _set = object.__setattr__
 # The one state the running reducer call may change in place (a list: no ``global`` needed).
 _owned: list[Any] = [None]
-_FIELDS: dict[type, frozenset[str]] = {}
 
 
-def _own(state: _T, **changes: Any) -> _T:
-    """A private copy of ``state`` (with ``changes``) that ``replace`` then changes in place,
-    until ``_release()``. Callers pair them in try/finally; the reducer is not re-entrant."""
-    copy = replace(state, **changes)
-    if type(copy) not in _FIELDS:
-        _FIELDS[type(copy)] = frozenset(f.name for f in dataclasses.fields(copy))  # type: ignore[arg-type]
-    _owned[0] = copy
-    return copy
+class _Private:
+    """``with _Private(state, **changes) as state:`` a private copy of ``state`` (with
+    ``changes``) that ``replace`` changes in place until the block ends. The reducer is not
+    re-entrant: one private state at a time."""
 
+    __slots__ = ("state",)
 
-def _release() -> None:
-    _owned[0] = None
+    def __init__(self, state: JourneyState, **changes: Any) -> None:
+        self.state = replace(state, **changes)
+
+    def __enter__(self) -> JourneyState:
+        _owned[0] = self.state
+        return self.state
+
+    def __exit__(self, *exc: object) -> None:
+        _owned[0] = None
 
 
 if TYPE_CHECKING:
@@ -502,13 +507,10 @@ def step(state: JourneyState | None, event: Event, now: datetime) -> tuple[Journ
         return state, []
     out: list[JourneyRecord] = []
     at = event.at
-    state = _own(state, last_at=max(state.last_at, at))
-    try:
+    with _Private(state, last_at=max(state.last_at, at)) as state:
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             state = handler(state, event, now, out)
-    finally:
-        _release()
     return state, out
 
 
@@ -845,8 +847,7 @@ def note(
         return state, []
     out: list[JourneyRecord] = []
     d = dict(detail or {})
-    state = _own(state, markers=(*state.markers, (kind, d)))
-    try:
+    with _Private(state, markers=(*state.markers, (kind, d))) as state:
         state = _emit(
             state,
             out,
@@ -860,8 +861,6 @@ def note(
             rules_version=rules_version,
             rule_id=rule_id,
         )
-    finally:
-        _release()
     return state, out
 
 
@@ -883,8 +882,7 @@ def note_move(
     out: list[JourneyRecord] = []
     last = state.last_stint
     detail: dict[str, Any] = {"from_queue": from_queue, "to_queue": to_queue, "rewrites_seq": None}
-    state = _own(state)
-    try:
+    with _Private(state) as state:
         if last is not None and last.provisional and last.queue == from_queue:
             state = _with_last_stint(
                 state, replace(last, outcome="moved", provisional=False, by_controller=True, moved_to=to_queue)
@@ -903,8 +901,6 @@ def note_move(
             rules_version=rules_version,
             rule_id=rule_id,
         )
-    finally:
-        _release()
     return state, out
 
 
@@ -920,12 +916,9 @@ def note_customer(
     if state.ended:
         return state, []
     out: list[JourneyRecord] = []
-    state = _own(state, customer_id=customer_id, vip=vip)
-    try:
+    with _Private(state, customer_id=customer_id, vip=vip) as state:
         detail = {"customer_id": customer_id, "vip": vip, "tier": tier}
         return _emit(state, out, "customer", now, state.last_at, detail=detail), out
-    finally:
-        _release()
 
 
 # -- the book of live calls ----------------------------------------------------------------------
