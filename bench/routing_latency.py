@@ -269,8 +269,8 @@ def instrument_controller() -> tuple[dict[str, float], dict[str, float]]:
                 read_at.setdefault(m.get("Channel") or "", now)
         return msgs
 
-    def timed_write(self, conn, data, record_as=None):  # type: ignore[no-untyped-def]
-        write(self, conn, data, record_as)
+    def timed_write(self, conn, data, record_as=None, **kw):  # type: ignore[no-untyped-def]
+        write(self, conn, data, record_as, **kw)
         if b"CC_QUEUE" in data or b"GET DATA" in data:
             m = channel_re.search(data)
             if m is not None:

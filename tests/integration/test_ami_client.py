@@ -296,6 +296,67 @@ async def test_agi_on_gone_channel_and_session_end() -> None:
             await client.agi(other.name, "ANSWER", timeout=0.15)
 
 
+def count_writes(client: AmiClient) -> list[bytes]:
+    """Every socket write of the client's current connection, from now on."""
+    transport = client._conn.transport  # type: ignore[union-attr]
+    assert transport is not None
+    writes: list[bytes] = []
+    write = transport.write
+
+    def spy(data: bytes) -> None:  # type: ignore[override]
+        writes.append(bytes(data))
+        write(data)
+
+    transport.write = spy  # type: ignore[method-assign]
+    return writes
+
+
+async def test_agi_many_puts_the_commands_on_the_socket_at_once_in_order() -> None:
+    async with fake_server() as server, client_for(server) as client:
+        ch = server.add_channel("PJSIP/pstn-00000005", uniqueid="500.0")
+        server.start_agi(ch)
+        writes = count_writes(client)
+        tasks = client.agi_many([
+            (ch.name, "SET VARIABLE CALLERID(name) VIP", "n1", None),
+            (ch.name, "SET VARIABLE CC_QUEUE vip", "q1", None),
+            (ch.name, "ASYNCAGI BREAK", "b1", 5.0),
+        ])
+        # written before agi_many returned, in one write, in order: no task has run yet
+        assert len(writes) == 1 and client.stats.actions_sent >= 3
+        assert [line for line in writes[0].split(b"\r\n") if line.startswith(b"CommandID")] == [
+            b"CommandID: n1", b"CommandID: q1", b"CommandID: b1"]
+        results = await asyncio.gather(*tasks)
+        assert [r["CommandId"] for r in results] == ["n1", "q1", "b1"]
+        assert [m["Command"] for m in server.received if m.get("Action") == "AGI"] == [
+            "SET VARIABLE CALLERID(name) VIP", "SET VARIABLE CC_QUEUE vip", "ASYNCAGI BREAK"]
+        conn = client._conn
+        assert conn is not None and not conn.agi and not conn.agi_by_channel and not conn.pending
+
+
+async def test_agi_many_failures_are_per_command_and_nothing_is_left_behind() -> None:
+    async with fake_server() as server, client_for(server) as client:
+        ch = server.add_channel("PJSIP/pstn-00000006", uniqueid="600.0")
+        server.start_agi(ch)
+        ok, gone = client.agi_many([(ch.name, "SET VARIABLE A 1", None, None),
+                                    ("PJSIP/pstn-0000dead", "SET VARIABLE A 1", None, None)])
+        assert agi_result(await ok).ok
+        with pytest.raises(ActionFailed, match="does not exist"):
+            await gone
+        # cancelled before they ever ran: their waiters are removed all the same
+        for task in client.agi_many([(ch.name, "GET DATA x 5000 1", "c1", None), (ch.name, "ANSWER", "c2", None)]):
+            task.cancel()
+        conn = client._conn
+        assert conn is not None
+        await until(lambda: not conn.agi and not conn.agi_by_channel and not conn.pending)
+        with pytest.raises(ValueError, match="already in flight"):
+            client.agi_many([(ch.name, "ANSWER", "dup", None), (ch.name, "ANSWER", "dup", None)])
+        assert not conn.agi and not conn.pending  # the first one's waiters went with the refusal
+        server.drop_all()
+        await until(lambda: not client.connected)
+        with pytest.raises(ConnectionLost):
+            client.agi_many([(ch.name, "ANSWER", None, None)])
+
+
 # -- link loss -----------------------------------------------------------------------------------
 async def test_disconnect_mid_action_fails_it_and_never_resends() -> None:
     async with fake_server() as server:

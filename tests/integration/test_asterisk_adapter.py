@@ -168,6 +168,30 @@ async def test_commands_for_one_call_run_in_order() -> None:
         assert sent == [c for i in range(4) for c in ("SET VARIABLE TIMEOUT(absolute) 30", f'STREAM FILE p{i} ""')]
 
 
+async def test_send_many_puts_a_decision_on_the_wire_before_returning_and_holds_the_call() -> None:
+    async with pbx() as (server, _client, adapter, _events):
+        server.agi_delay = 0.05
+        before = server.count("AGI")
+        sent = adapter.send_many([SetDisplayName(call_id=CALL, name="VIP Ivanova A.", command_id="n1"),
+                                  RouteToQueue(call_id=CALL, queue="vip", priority=10, command_id="r1")])
+        assert sent is not None
+        # busy: a second batch for the call is not sent now, a plain command waits its turn
+        assert adapter.send_many([PlayPrompt(call_id=CALL, prompt="x", command_id="p")]) is None
+        hangup = asyncio.ensure_future(adapter.execute(HangUp(call_id=CALL, command_id="h1")))
+        await until(lambda: server.count("AGI") > before)
+        await asyncio.sleep(0.02)
+        assert server.count("Hangup") == 0 and not sent.done()  # ~0.05 s per AGI command
+        results = await asyncio.wait_for(sent, 3)
+        assert [(r.command_id, r.ok) for r in results] == [("n1", True), ("r1", True)], results
+        agi = [m.get("Command") for m in server.received if m.get("Action") == "AGI"][before:]
+        assert agi[1] == 'SET VARIABLE CALLERID(name) "VIP Ivanova A."' and agi[-1] == "ASYNCAGI BREAK"
+        assert (await asyncio.wait_for(hangup, 3)).ok
+        # the hang-up ran after the batch's results: its action is the last one received
+        assert server.received[-1].get("Action") == "Hangup"
+        # not pipelined (a plain AMI action): nothing sent, the caller uses execute_many
+        assert adapter.send_many([HangUp(call_id=CALL, command_id="h2")]) is None
+
+
 async def test_agi_command_fails_fast_when_the_session_ends() -> None:
     async with pbx() as (server, _client, adapter, _events):
         server.agi_delay = 0.3

@@ -15,7 +15,7 @@ into AMI actions / AGI commands. Nothing past this module sees a raw AMI message
   ``translator.resync``: calls that ended while the link was down are closed (``CallEnded``,
   cause unknown), calls we did not see start are adopted (a caller already waiting in
   ``AGI(agi:async)`` is announced with ``ControllerAttached``: AsyncAGIStart is one-shot).
-* Commands for one call run strictly in order (one lock per call). AGI commands go to the
+* Commands for one call run strictly in order (one ``Turn`` per call). AGI commands go to the
   caller's channel only while it sits in AsyncAGI; their completion is the ``AsyncAGIExec``
   with our CommandID. Each AGI command first renews the dialplan's fail-open guard
   (``TIMEOUT(absolute)``, see ``actions.plan(lease_s=...)``), so a controller that stops
@@ -35,7 +35,7 @@ import inspect
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ from callcenter.pbx.asterisk.protocol import agi_result
 from callcenter.pbx.asterisk.trace import TraceWriter
 from callcenter.pbx.asterisk.translate import AsteriskTranslator
 from callcenter.pbx.port import CommandResult, EventHandler
+from callcenter.pbx.turn import Turn
 
 __all__ = ["AsteriskAdapter"]
 
@@ -58,6 +59,20 @@ _ORIGINATES_MAX = 1024
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _verb(step: AgiCommand) -> str:
+    return " ".join(step.command.split(" ", 2)[:2])
+
+
+@dataclasses.dataclass(slots=True)
+class _Sent:
+    """One command of a pipelined batch: its steps on the wire (or why none were sent)."""
+
+    cmd: Command
+    refused: str | None
+    steps: list[AgiCommand]
+    waiting: list[asyncio.Task[AmiMessage]] = dataclasses.field(default_factory=list)
 
 
 class AsteriskAdapter:
@@ -84,7 +99,7 @@ class AsteriskAdapter:
         self._lease_s = controller_lease_s
         self._clock = clock  # must be the client's clock: resync compares it with event times
         self._handlers: list[EventHandler] = []
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._turns: dict[str, Turn] = {}
         self._token = secrets.token_hex(4)
         self._originates: OrderedDict[str, str] = OrderedDict()  # ActionID -> command_id
         client.on_event(self._on_ami_event)
@@ -132,10 +147,15 @@ class AsteriskAdapter:
         await self._client.close()
 
     async def execute(self, cmd: Command) -> CommandResult:
-        key = cmd.call_id or cmd.channel or cmd.command_id
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._turn(cmd):
             return await self._execute(cmd)
+
+    def _turn(self, cmd: Command) -> Turn:
+        key = cmd.call_id or cmd.channel or cmd.command_id
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = Turn()
+        return turn
 
     # -- events -------------------------------------------------------------------------------
     async def _on_ami_event(self, msg: AmiMessage, at: datetime) -> None:
@@ -149,9 +169,9 @@ class AsteriskAdapter:
                     event, request_id=command_id, extra={**event.extra, "action_id": event.request_id}
                 )
             elif isinstance(event, CallEnded) and event.call_id:
-                lock = self._locks.get(event.call_id)
-                if lock is not None and not lock.locked():
-                    del self._locks[event.call_id]
+                turn = self._turns.get(event.call_id)
+                if turn is not None and not turn.locked():
+                    del self._turns[event.call_id]
             for handler in list(self._handlers):
                 try:
                     result = handler(event)
@@ -187,40 +207,94 @@ class AsteriskAdapter:
         "adds an AGI command to the execute queue"; asyncagi_ivr: each ``Action: AGI`` answers
         "Added AGI command to queue" at once, the result comes later as AsyncAGIExec). So the
         controller need not wait one PBX round trip per command: a routing decision's display
-        name, variables and BREAK go out back to back. Each command's result is still its own
-        steps' AsyncAGIExec results. A plan with a plain AMI action (Redirect, Hangup,
-        Originate) runs one by one, as ``execute`` does."""
+        name, variables and BREAK go out back to back, in one socket write. Each command's
+        result is still its own steps' AsyncAGIExec results. A plan with a plain AMI action
+        (Redirect, Hangup, Originate) runs one by one, as ``execute`` does."""
         if not cmds:
             return []
-        key = cmds[0].call_id or cmds[0].channel or cmds[0].command_id
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            planned: list[tuple[Command, str | None, list[Any]]] = []
-            for cmd in cmds:
-                channel = cmd.channel or (self.translator.caller_channel(cmd.call_id) if cmd.call_id else None)
-                try:
-                    steps = plan(cmd, channel=channel, names=self._names, lease_s=self._lease_s)
-                except ValueError:
-                    steps = []
-                if not steps or not all(isinstance(s, AgiCommand) for s in steps):
-                    return [await self._execute(c) for c in cmds]
-                planned.append((cmd, channel, steps))
+        async with self._turn(cmds[0]):
+            planned = self._pipelined(cmds)
+            if planned is None:
+                return [await self._execute(c) for c in cmds]
             if not self.connected:
                 return [self._fail(c, "AMI link is down", {}) for c in cmds]
-            # Tasks start in creation order and each writes its action before its first await,
-            # so the PBX receives the steps in plan order.
-            running = []
-            for cmd, channel, steps in planned:
-                detail: dict[str, Any] = {}
-                tasks = [asyncio.ensure_future(self._run_agi(cmd, channel, s, detail))
-                         for s in steps if isinstance(s, AgiCommand)]
-                running.append((cmd, detail, tasks))
-            results = []
-            for cmd, detail, tasks in running:
-                failures = [f for f in await asyncio.gather(*tasks) if f is not None]
-                results.append(self._fail(cmd, failures[0], detail) if failures
-                               else CommandResult(cmd.command_id, ok=True, detail=detail))
-            return results
+            return await self._results(self._send(planned))
+
+    def send_many(self, cmds: list[Command]) -> Awaitable[list[CommandResult]] | None:
+        """``execute_many`` with the commands on the socket before this returns.
+
+        For a caller that must not wait for a task switch to put a call's commands on the wire
+        (routing, deciding inside the event dispatcher's callback). Only the pipelined case:
+        every step an AGI command, the link up and the call's turn free; otherwise None and
+        nothing is sent (use ``execute_many``). The call's turn is taken now and released when
+        the results are in; the returned task has them whether or not anyone awaits it."""
+        if not cmds:
+            return None
+        turn = self._turn(cmds[0])
+        planned = self._pipelined(cmds)
+        if planned is None or not self.connected or not turn.try_take():
+            return None
+        try:
+            sent = self._send(planned)
+        except BaseException:
+            turn.release()
+            raise
+        task = asyncio.ensure_future(self._results(sent))
+        task.add_done_callback(lambda _: turn.release())
+        return task
+
+    def _pipelined(self, cmds: list[Command]) -> list[tuple[Command, str | None, list[AgiCommand]]] | None:
+        """Each command with its channel and AGI steps; None if any step is a plain AMI action."""
+        planned: list[tuple[Command, str | None, list[AgiCommand]]] = []
+        for cmd in cmds:
+            channel = cmd.channel or (self.translator.caller_channel(cmd.call_id) if cmd.call_id else None)
+            try:
+                steps = plan(cmd, channel=channel, names=self._names, lease_s=self._lease_s)
+            except ValueError:
+                steps = []
+            agi = [s for s in steps if isinstance(s, AgiCommand)]
+            if not steps or len(agi) != len(steps):
+                return None
+            planned.append((cmd, channel, agi))
+        return planned
+
+    def _send(self, planned: list[tuple[Command, str | None, list[AgiCommand]]]) -> list[_Sent]:
+        """Every step of every command written now, in plan order, in one write."""
+        sent: list[_Sent] = []
+        requests: list[tuple[str, str, str | None, float | None]] = []
+        for cmd, channel, steps in planned:
+            refused = self._agi_refusal(cmd, channel)
+            one = _Sent(cmd, refused, [] if refused else steps)
+            sent.append(one)
+            if refused is None:
+                assert channel is not None
+                timeout = self._agi_timeout_for(cmd)
+                requests.extend((channel, s.command, s.command_id, timeout) for s in steps)
+        try:
+            tasks = self._client.agi_many(requests) if requests else []
+        except AmiError as exc:  # the link went down: nothing was sent
+            for one in sent:
+                if one.refused is None and one.steps:
+                    one.refused = f"{_verb(one.steps[0])}: {type(exc).__name__}: {exc}"
+                    one.steps = []
+            return sent
+        i = 0
+        for one in sent:
+            one.waiting = tasks[i:i + len(one.steps)]
+            i += len(one.steps)
+        return sent
+
+    async def _results(self, sent: list[_Sent]) -> list[CommandResult]:
+        results = []
+        for one in sent:
+            detail: dict[str, Any] = {}
+            failure = one.refused
+            for step, waiting in zip(one.steps, one.waiting, strict=True):
+                outcome = await self._agi_outcome(step, detail, waiting)
+                failure = failure or outcome
+            results.append(self._fail(one.cmd, failure, detail) if failure is not None
+                           else CommandResult(one.cmd.command_id, ok=True, detail=detail))
+        return results
 
     async def _execute(self, cmd: Command) -> CommandResult:
         channel = cmd.channel or (self.translator.caller_channel(cmd.call_id) if cmd.call_id else None)
@@ -258,17 +332,35 @@ class AsteriskAdapter:
         return None
 
     async def _run_agi(self, cmd: Command, channel: str | None, step: AgiCommand, detail: dict[str, Any]) -> str | None:
+        refused = self._agi_refusal(cmd, channel)
+        if refused is not None:
+            return refused
+        assert channel is not None
+        waiting = self._client.agi(channel, step.command, command_id=step.command_id,
+                                   timeout=self._agi_timeout_for(cmd))
+        return await self._agi_outcome(step, detail, waiting)
+
+    def _agi_refusal(self, cmd: Command, channel: str | None) -> str | None:
+        """Why no AGI command can go to this call now (None: it can)."""
         if channel is None:
             return "no channel for the call"
         call_id = cmd.call_id or self.translator.call_of_channel(channel)
         if self.translator.has_call(call_id) and not self.translator.is_controlled(call_id or ""):
             return "call is not under controller (not in AGI(agi:async))"
+        return None
+
+    def _agi_timeout_for(self, cmd: Command) -> float:
         timeout = self._agi_timeout
         if isinstance(cmd, CollectDigits):
             timeout += cmd.timeout_ms / 1000
-        verb = " ".join(step.command.split(" ", 2)[:2])
+        return timeout
+
+    async def _agi_outcome(self, step: AgiCommand, detail: dict[str, Any],
+                           waiting: Awaitable[AmiMessage]) -> str | None:
+        """An AGI step's result (None) or why it failed; ``detail`` gets its result text."""
+        verb = _verb(step)
         try:
-            exec_event = await self._client.agi(channel, step.command, command_id=step.command_id, timeout=timeout)
+            exec_event = await waiting
         except AgiEnded:
             return f"{verb}: the AGI session ended before it ran (BREAK, hangup, redirect or controller timeout)"
         except ActionFailed as exc:  # Channel ... does not exist.

@@ -67,6 +67,7 @@ Why each piece looks the way it does:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import secrets
@@ -169,6 +170,25 @@ class _Pending:
         self.is_list = is_list
         self.response: AmiMessage | None = None
         self.items: list[AmiMessage] = []
+
+
+# (channel, command, command_id or None, timeout or None): one command for ``AmiClient.agi_many``
+AgiRequest = tuple[str, str, "str | None", "float | None"]
+
+
+@dataclass(slots=True)
+class _AgiSent:
+    """An AGI action registered on a connection: its reply and AsyncAGIExec waiters, its bytes."""
+
+    channel: str
+    command: str
+    cid: str
+    aid: str
+    fut: asyncio.Future[AmiMessage]
+    pending: _Pending
+    limit: float
+    deadline: float
+    data: bytes
 
 
 class _Shard:
@@ -388,43 +408,98 @@ class AmiClient(LinkSupervisor):
         ``ConnectionLost``.
         """
         conn = self._live()
+        sent = self._agi_register(conn, channel, command, command_id, timeout)
+        try:
+            self._write(conn, sent.data)
+        except BaseException:
+            self._agi_forget(conn, sent)
+            raise
+        return await self._agi_wait(conn, sent)
+
+    def agi_many(self, commands: Sequence[AgiRequest]) -> list[asyncio.Task[AmiMessage]]:
+        """Queue several AsyncAGI commands **now**, in order, in one socket write.
+
+        Each item is ``(channel, command, command_id, timeout)`` as for ``agi()``. Returns one
+        task per command, resolving as ``agi()`` does (its ``AsyncAGIExec`` event, or the same
+        exceptions). The actions are on the socket when this returns, so the PBX queues them in
+        this order whoever awaits the tasks, and when: a caller can put a call's commands on the
+        wire from a plain callback and wait for their results elsewhere. Raises
+        ``ConnectionLost`` (nothing sent) when the link is down, ``ValueError`` for a
+        CommandID already in flight or an action that cannot be encoded.
+        """
+        conn = self._live()
+        sent: list[_AgiSent] = []
+        try:
+            for channel, command, command_id, timeout in commands:
+                sent.append(self._agi_register(conn, channel, command, command_id, timeout))
+            self._write(conn, b"".join(x.data for x in sent), actions=len(sent))
+        except BaseException:
+            for s in sent:
+                self._agi_forget(conn, s)
+            raise
+        tasks = []
+        for one in sent:
+            task = asyncio.ensure_future(self._agi_wait(conn, one))
+            # a task cancelled before its first step never runs _agi_wait's cleanup
+            task.add_done_callback(functools.partial(self._agi_forgotten, conn, one))
+            tasks.append(task)
+        return tasks
+
+    def _agi_register(self, conn: _Connection, channel: str, command: str, command_id: str | None,
+                      timeout: float | None) -> _AgiSent:
+        """An AGI action's waiters registered and its bytes encoded; not written yet."""
         loop = asyncio.get_running_loop()
         cid = command_id or self._next_id("agi")
         if cid in conn.agi:
             raise ValueError(f"AGI CommandID {cid!r} is already in flight")
         limit = self.agi_timeout if timeout is None else timeout
-        deadline = loop.time() + limit
         fut: asyncio.Future[AmiMessage] = loop.create_future()
+        aid = self._next_id("agi")
+        data = encode_action("AGI", [("Channel", channel), ("Command", command), ("CommandID", cid)], aid)
+        pending = _Pending("AGI", loop.create_future(), False)
         conn.agi[cid] = (channel, fut)
         conn.agi_by_channel.setdefault(channel, set()).add(cid)
+        conn.pending[aid] = pending
+        return _AgiSent(channel, command, cid, aid, fut, pending, limit, loop.time() + limit, data)
+
+    def _agi_forget(self, conn: _Connection, sent: _AgiSent) -> None:
+        conn.pending.pop(sent.aid, None)
+        if conn.agi.get(sent.cid, (None, None))[1] is sent.fut:
+            del conn.agi[sent.cid]
+            ids = conn.agi_by_channel.get(sent.channel)
+            if ids is not None:
+                ids.discard(sent.cid)
+                if not ids:
+                    del conn.agi_by_channel[sent.channel]
+        fut = sent.fut
+        if fut.done() and not fut.cancelled():
+            fut.exception()  # retrieved: an AgiEnded that raced a failed action is not "lost"
+        else:
+            fut.cancel()
+        reply = sent.pending.future
+        if reply.done() and not reply.cancelled():
+            reply.exception()
+        else:
+            reply.cancel()
+
+    def _agi_forgotten(self, conn: _Connection, sent: _AgiSent, _task: asyncio.Task[AmiMessage]) -> None:
+        self._agi_forget(conn, sent)
+
+    async def _agi_wait(self, conn: _Connection, sent: _AgiSent) -> AmiMessage:
+        """The action's response, then its AsyncAGIExec, within the command's limits."""
         try:
-            await self._request(
-                conn,
-                "AGI",
-                [("Channel", channel), ("Command", command), ("CommandID", cid)],
-                min(self.action_timeout, limit),
-            )
+            await self._await_reply(conn, sent.aid, sent.pending, min(self.action_timeout, sent.limit))
             try:
-                async with asyncio.timeout_at(deadline):
-                    return await fut
+                async with asyncio.timeout_at(sent.deadline):
+                    return await sent.fut
             except TimeoutError:
                 self._stats.action_timeouts += 1
                 raise ActionTimeout(
-                    f"AGI {command.split(' ', 1)[0]!r} (CommandID {cid}) on {channel}: "
-                    f"no AsyncAGIExec within {limit:g} s"
+                    f"AGI {sent.command.split(' ', 1)[0]!r} (CommandID {sent.cid}) on {sent.channel}: "
+                    f"no AsyncAGIExec within {sent.limit:g} s"
                 ) from None
         finally:
-            if conn.agi.get(cid, (None, None))[1] is fut:
-                del conn.agi[cid]
-                ids = conn.agi_by_channel.get(channel)
-                if ids is not None:
-                    ids.discard(cid)
-                    if not ids:
-                        del conn.agi_by_channel[channel]
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # retrieved: an AgiEnded that raced a failed action is not "lost"
-            else:
-                fut.cancel()
+            self._agi_forget(conn, sent)
 
     # -- internals: requests --------------------------------------------------------------------
     def _next_id(self, prefix: str) -> str:
@@ -459,39 +534,47 @@ class AmiClient(LinkSupervisor):
         elif aid in conn.pending:
             raise ValueError(f"ActionID {aid!r} is already in flight")
         data = encode_action(name, items, aid)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        pending = _Pending(name, fut, is_list)
+        pending = _Pending(name, asyncio.get_running_loop().create_future(), is_list)
         conn.pending[aid] = pending
         if is_list:
             conn.lists[aid] = pending
+        try:
+            self._write(conn, data, record_as)
+        except BaseException:
+            conn.pending.pop(aid, None)
+            conn.lists.pop(aid, None)
+            raise
+        return await self._await_reply(conn, aid, pending, limit)
+
+    async def _await_reply(self, conn: _Connection, aid: str, pending: _Pending,
+                           limit: float | None) -> Any:
+        """The response to an action already written (or its complete list)."""
         if limit is None:
             limit = self.action_timeout
         try:
-            self._write(conn, data, record_as)
             async with asyncio.timeout(limit):
-                return await fut  # type: ignore[no-any-return]
+                return await pending.future
         except TimeoutError:
             self._stats.action_timeouts += 1
-            if is_list:
+            if pending.is_list:
                 # Items may still come; swallow them instead of handing them to event handlers.
                 conn.abandoned[aid] = None
                 while len(conn.abandoned) > _ABANDONED_MAX:
                     conn.abandoned.popitem(last=False)
-            what = "complete list" if is_list else "response"
-            raise ActionTimeout(f"{name} (ActionID {aid}): no {what} within {limit:g} s") from None
+            what = "complete list" if pending.is_list else "response"
+            raise ActionTimeout(f"{pending.name} (ActionID {aid}): no {what} within {limit:g} s") from None
         finally:
             conn.pending.pop(aid, None)
             conn.lists.pop(aid, None)
 
-    def _write(self, conn: _Connection, data: bytes, record_as: bytes | None = None) -> None:
+    def _write(self, conn: _Connection, data: bytes, record_as: bytes | None = None, *, actions: int = 1) -> None:
         transport = conn.transport
         if transport is None or transport.is_closing() or conn.reason is not None:
             raise ConnectionLost(f"AMI {self.name}: link is down")
         transport.write(data)
         st = self._stats
         st.bytes_out += len(data)
-        st.actions_sent += 1
+        st.actions_sent += actions
         if self._record is not None:
             self._record.send(record_as if record_as is not None else data)
 
