@@ -45,9 +45,12 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 # A call driver takes over a call handed to the controller and runs its commands through
-# ``Controller.execute`` (routing, IVR). Without one, calls are released at once to the
-# dialplan's default queue (the dialplan's own fail-open path, without waiting for it).
-CallDriver = Callable[[ControllerAttached], Awaitable[None]]
+# ``Controller.execute`` (routing, IVR). It is called in event order, inside the event
+# dispatcher, may act at once (``Controller.send_many``), and returns an awaitable for the rest
+# of its work, which the controller runs in the call's own task (an ``async def`` is a driver
+# that does everything there). Without one, calls are released at once to the dialplan's
+# default queue (the dialplan's own fail-open path, without waiting for it).
+CallDriver = Callable[[ControllerAttached], Awaitable[Any]]
 
 
 def utcnow() -> datetime:
@@ -118,7 +121,7 @@ class Controller:
             self.stats.calls_ended += 1
             self.recorder.submit_summary(update.summary)
         if isinstance(event, ControllerAttached) and self.modes.get(event.pbx) == "control":
-            self._spawn(self._drive(event), f"drive-{event.call_id}")
+            self._start_driving(event)
 
     def _notify(self, event: Event) -> None:
         """Live notifications for the API's SSE stream, the wallboard and webhooks."""
@@ -158,13 +161,25 @@ class Controller:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _drive(self, event: ControllerAttached) -> None:
+    def _start_driving(self, event: ControllerAttached) -> None:
+        """Hand the call to the driver, here, in event order: a driver may act at once (routing
+        sends its decision from here when the CRM answer is at hand) and returns the rest,
+        which runs in the call's own task."""
+        if self.driver is None:
+            self._spawn(self.execute(event.pbx, self._release(event)), f"release-{event.call_id}")
+            return
+        try:
+            rest = self.driver(event)
+        except Exception:
+            log.exception("controller: call driver failed; releasing the call to the default queue")
+            self._spawn(self.execute(event.pbx, self._release(event)), f"release-{event.call_id}")
+            return
+        self._spawn(self._drive(event, rest), f"drive-{event.call_id}")
+
+    async def _drive(self, event: ControllerAttached, rest: Awaitable[Any]) -> None:
         with call_context(event.call_id):
-            if self.driver is None:
-                await self.execute(event.pbx, self._release(event))
-                return
             try:
-                await self.driver(event)
+                await rest
             except Exception:
                 # One bad call never stops the others, and the caller is never stuck: release it.
                 log.exception("controller: call driver failed; releasing the call to the default queue")
@@ -211,6 +226,29 @@ class Controller:
             self.stats.command_failures += 1
             log.warning("controller: %s %s failed: %s", cmd.kind, cmd.command_id, result.error)
         return result
+
+    def send_many(self, pbx: str, cmds: list[Command]) -> Awaitable[list[CommandResult]] | None:
+        """``execute_many`` with the commands already on the PBX socket when this returns, if the
+        adapter can do that for them (``AsteriskAdapter.send_many``: a pipelined batch, the
+        link up, the call's turn free). None: nothing was sent, use ``execute_many``. The
+        returned awaitable has the results."""
+        adapter = self.adapters.get(pbx)
+        send = getattr(adapter, "send_many", None)
+        if send is None or not cmds or self.modes.get(pbx) != "control":
+            return None
+        sent: Awaitable[list[CommandResult]] | None = send(cmds)
+        if sent is None:
+            return None
+        self.stats.commands += len(cmds)
+        return self._checked(sent)
+
+    async def _checked(self, sent: Awaitable[list[CommandResult]]) -> list[CommandResult]:
+        results = await sent
+        for r in results:
+            if not r.ok:
+                self.stats.command_failures += 1
+                log.warning("controller: %s failed: %s", r.command_id, r.error)
+        return results
 
     async def execute_many(self, pbx: str, cmds: list[Command]) -> list[CommandResult]:
         """Commands for one call in order; pipelined when the adapter can (see AsteriskAdapter)."""
@@ -373,7 +411,7 @@ async def run_daemon(settings: Settings, *, record: Path | None = None, migrate:
             # CC_SURVEY) get the post-call survey; every other call is routed.
             from callcenter.survey.service import SurveyService
 
-            controller.driver = SurveyService(controller, database.engine).wrap(routing.drive)
+            controller.driver = SurveyService(controller, database.engine).wrap(routing.begin)
 
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()

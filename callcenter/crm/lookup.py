@@ -159,9 +159,18 @@ class CrmLookup:
         task.add_done_callback(done)
         return task
 
-    async def lookup(self, raw: str | None) -> LookupResult:
+    def lookup_nowait(self, raw: str | None) -> LookupResult | None:
+        """``lookup()``'s answer when it needs no waiting: a withheld or malformed number, or a
+        card in the cache (a lookup started at the call's arrival lands there when it
+        completes). None when the CRM has to be asked: call ``lookup()`` then (nothing was
+        counted here)."""
         started = time.perf_counter()
-        self.stats.lookups += 1
+        result = self._at_hand(raw, started)
+        if result is not None:
+            self.stats.lookups += 1
+        return result
+
+    def _at_hand(self, raw: str | None, started: float) -> LookupResult | None:
         try:
             e164 = to_e164(raw, self.repo.default_region)
         except PhoneError as exc:
@@ -172,6 +181,16 @@ class CrmLookup:
         if hit:
             self.stats.hits += 1
             return LookupResult(e164, card, cached=True, ms=(time.perf_counter() - started) * 1000)
+        return None
+
+    async def lookup(self, raw: str | None) -> LookupResult:
+        started = time.perf_counter()
+        self.stats.lookups += 1
+        result = self._at_hand(raw, started)
+        if result is not None:
+            return result
+        e164 = to_e164(raw, self.repo.default_region)  # cached: _at_hand just normalised it
+        assert e164 is not None
         self.stats.misses += 1
         task = self._inflight.get(e164)
         if task is None:

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +57,7 @@ from callcenter.crm.phones import PhoneError, to_e164
 from callcenter.domain.commands import Command, ReleaseCall
 from callcenter.domain.events import CallArrived, CallEnded, ControllerAttached, Event
 from callcenter.logs import call_context
+from callcenter.pbx.port import CommandResult
 from callcenter.routing.decide import (
     CallInfo,
     Decision,
@@ -180,6 +181,17 @@ class RoutingStats:
     latencies_ms: list[float] = field(default_factory=list)
 
 
+def _first_batch(d: Decision, commands: list[Command]) -> list[Command]:
+    """The commands of a decision that go out before the shell has to wait for a result: all
+    of them for a plain queue and for an IVR (up to the menu's first prompt); before the offer
+    (queue with a callback offer) or the dialog (callback)."""
+    if d.action == "queue" and d.callback_offer is not None:
+        return commands[:-1]
+    if d.action == "callback":
+        return commands[:-2]
+    return commands
+
+
 class RoutingService:
     def __init__(
         self,
@@ -208,7 +220,7 @@ class RoutingService:
         self.stats = RoutingStats()
         self._sticky_cache: dict[tuple[int, str], str | None] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        controller.driver = self.drive
+        controller.driver = self.begin
         controller.listeners.append(self._on_event)
 
     # -- per call -------------------------------------------------------------------------------
@@ -236,7 +248,36 @@ class RoutingService:
                                   s.estimated_wait_s)
         return LiveState(out)
 
+    def begin(self, ev: ControllerAttached) -> Awaitable[None]:
+        """The controller's call driver: called in event order, inside the PBX dispatcher's
+        callback; returns what is left to do for the call (the controller awaits it in the
+        call's own task).
+
+        When the CRM answer is already at hand (the lookup started at the call's arrival has
+        completed, or the number is withheld) the decision is taken here and its commands are
+        on the PBX socket before this returns: no task switch between the arrival event and
+        the routing command. Otherwise (the lookup still running, a sticky agent whose phone
+        is not known yet, a batch the adapter cannot pipeline) ``drive`` does it all in the
+        call's task, as before."""
+        started = time.perf_counter()
+        rules = self.rules.rules
+        if rules is None or ev.call_id is None:
+            return self.drive(ev)
+        lookup = self.crm.lookup_nowait(ev.caller_number) if self.crm else None
+        if lookup is None:
+            return self.drive(ev)
+        now = self.controller.clock()
+        call = self._call_info(ev, now)
+        decision, routed = self._decide(ev, rules, call, lookup, now)
+        known, sticky = self._sticky_now(decision, ev.pbx)
+        if not known:
+            return self._proceed(ev, call, lookup, decision, routed, started, None, None)
+        commands = decision_commands(decision, ev.call_id, ev.channel, sticky_interface=sticky)
+        sent = self.controller.send_many(ev.pbx, _first_batch(decision, commands))
+        return self._proceed(ev, call, lookup, decision, routed, started, commands, sent)
+
     async def drive(self, ev: ControllerAttached) -> None:
+        """A call from its arrival to leaving the controller's hands, waiting for the CRM."""
         started = time.perf_counter()
         rules = self.rules.rules
         assert ev.call_id is not None
@@ -244,38 +285,67 @@ class RoutingService:
             await self.controller.execute(ev.pbx, ReleaseCall(call_id=ev.call_id, channel=ev.channel))
             return
         now = self.controller.clock()
-        call = CallInfo.from_caller(ev.caller_number, ev.did, now, pbx=ev.pbx, pbx_type=self.pbx_types.get(ev.pbx),
-                                    region=self.region)
+        call = self._call_info(ev, now)
         lookup = await self.crm.lookup(ev.caller_number) if self.crm else LookupResult(
             call.caller_e164, None, withheld=call.withheld, failed=True, reason="no CRM configured")
+        decision, routed = self._decide(ev, rules, call, lookup, now)
+        await self._proceed(ev, call, lookup, decision, routed, started, None, None)
+
+    def _call_info(self, ev: ControllerAttached, now: datetime) -> CallInfo:
+        return CallInfo.from_caller(ev.caller_number, ev.did, now, pbx=ev.pbx, pbx_type=self.pbx_types.get(ev.pbx),
+                                    region=self.region)
+
+    def _decide(self, ev: ControllerAttached, rules: RuleSet, call: CallInfo, lookup: LookupResult, now: datetime
+                ) -> tuple[Decision, RoutedCall]:
+        """The pure decision, recorded in the journey; the call is the service's from now on."""
+        assert ev.call_id is not None
         decision = decide(call, lookup.card, self.live_state(rules, ev.pbx, now), rules,
                           lookup_failed=lookup.failed, explain=False)
         self._record_decision(ev, decision, lookup)
         routed = RoutedCall(ev.call_id, ev.pbx, ev.channel, tier=decision.tier, lookup_failed=lookup.failed,
                             rules=rules, priority=decision.priority)
         self.calls[ev.call_id] = routed
-        sticky = await self._sticky_interface(decision, ev.pbx)
-        commands = decision_commands(decision, ev.call_id, ev.channel, sticky_interface=sticky)
+        return decision, routed
+
+    async def _proceed(self, ev: ControllerAttached, call: CallInfo, lookup: LookupResult, decision: Decision,
+                       routed: RoutedCall, started: float, commands: list[Command] | None,
+                       sent: Awaitable[list[CommandResult]] | None) -> None:
+        """Carry a decision out. ``commands``/``sent``: the decision's commands and the results
+        of its first batch (``_first_batch``) when ``begin`` already put that on the wire."""
+        assert ev.call_id is not None
+        if commands is None:
+            sticky = await self._sticky_interface(decision, ev.pbx)
+            commands = decision_commands(decision, ev.call_id, ev.channel, sticky_interface=sticky)
         if decision.action == "ivr":
-            # everything before the first CollectDigits (display name, announcement), then the menu
-            if await self._run(ev.pbx, commands[:-1]):
-                await self._ivr(ev, routed, decision, commands[-1], call, started)
+            # what comes before the menu (display name, announcement) and the menu's first
+            # prompt, pipelined; then the menu, from that prompt's digits
+            results = await self._results(ev.pbx, commands, sent)
+            if all(r.ok for r in results[:-1]):
+                await self._ivr(ev, routed, decision, commands[-1], call, started, first=results[-1])
+            else:
+                self.stats.failures += 1
         else:
-            await self._carry_out(ev, routed, decision, commands, call, started)
+            await self._carry_out(ev, routed, decision, commands, call, started, sent=sent)
         if lookup.unknown and self.create_leads and self.engine is not None and self.crm is not None and lookup.e164:
             self._spawn(self._lead(ev, lookup.e164))
 
-    async def _run(self, pbx: str, commands: list[Command], *, started: float | None = None) -> bool:
-        """A decision's commands, pipelined by the adapter where the PBX allows it."""
+    async def _run(self, pbx: str, commands: list[Command], *, started: float | None = None,
+                   sent: Awaitable[list[CommandResult]] | None = None) -> bool:
+        """A decision's commands, pipelined by the adapter where the PBX allows it; ``sent``:
+        their results when they are already on the wire (``begin``)."""
         if not commands:
             return True
-        results = await self.controller.execute_many(pbx, commands)
+        results = await self._results(pbx, commands, sent)
         if started is not None:
             self._latency(started)
         if any(not r.ok for r in results):
             self.stats.failures += 1
             return False
         return True
+
+    async def _results(self, pbx: str, commands: list[Command],
+                       sent: Awaitable[list[CommandResult]] | None) -> list[CommandResult]:
+        return await sent if sent is not None else await self.controller.execute_many(pbx, commands)
 
     def _latency(self, started: float) -> None:
         ms = (time.perf_counter() - started) * 1000
@@ -286,17 +356,22 @@ class RoutingService:
             self.observe_latency(ms / 1000)
 
     async def _ivr(self, ev: ControllerAttached, routed: RoutedCall, decision: Decision, collect_cmd: Command,
-                   call: CallInfo, started: float) -> None:
+                   call: CallInfo, started: float, *, first: CommandResult) -> None:
+        """The menu from its first prompt (``collect_cmd``, already run: ``first``) on."""
         assert ev.call_id is not None and decision.ivr is not None and decision.ivr_menu is not None
         menu = routed.rules.ivr[decision.ivr_menu]
         step: Any = decision.ivr
         pending: list[Command] = [collect_cmd]
+        done: CommandResult | None = first
         while True:
             self.stats.ivr_steps += 1
             node, tries = step.node, step.tries
             digits: str | None = None
             for cmd in pending:
-                result = await self.controller.execute(ev.pbx, cmd)
+                if done is not None:  # the menu's first prompt went out with the decision
+                    result, done = done, None
+                else:
+                    result = await self.controller.execute(ev.pbx, cmd)
                 if not result.ok:
                     return  # caller gone or the call left the controller (fail-open took it)
                 if cmd.kind == "collect_digits":
@@ -356,7 +431,7 @@ class RoutingService:
 
     # -- callbacks ----------------------------------------------------------------------------
     async def _carry_out(self, ev: ControllerAttached, routed: RoutedCall, d: Decision, commands: list[Command],
-                         call: CallInfo, started: float) -> None:
+                         call: CallInfo, started: float, *, sent: Awaitable[list[CommandResult]] | None = None) -> None:
         """A decision that leaves the controller's hands (queue, callback, voicemail, hang-up),
         with the callback dialog where it applies: for a ``callback`` action the caller confirms
         or keys the number (and picks a topic) before the request is filed; for a queue with a
@@ -365,13 +440,13 @@ class RoutingService:
         if d.action == "callback":
             # display name / announcement, then the dialog instead of CC_CALLBACK + HangUp
             self._after_exit(ev, d)  # the closed-hours marker, when that is why
-            if await self._run(ev.pbx, commands[:-2], started=started):
+            if await self._run(ev.pbx, commands[:-2], started=started, sent=sent):
                 await self._callback_dialog(ev, d, d.callback_queue or "", call, routed.rules, offered=False,
                                             first=None)
             return
         if d.action == "queue" and d.callback_offer is not None:
             offer = d.callback_offer
-            if not await self._run(ev.pbx, commands[:-1], started=started):
+            if not await self._run(ev.pbx, commands[:-1], started=started, sent=sent):
                 return
             first = offer_start(offer.prompt, offer.key, offer.timeout_ms, call.caller_e164)
             taken = await self._callback_dialog(ev, d, offer.queue, call, routed.rules, offered=True, first=first)
@@ -380,7 +455,7 @@ class RoutingService:
             await self._run(ev.pbx, commands[-1:])
             self._after_exit(ev, d)
             return
-        await self._run(ev.pbx, commands, started=started)
+        await self._run(ev.pbx, commands, started=started, sent=sent)
         self._after_exit(ev, d)
 
     def _keyed_phone(self, digits: str) -> str | None:
@@ -471,9 +546,18 @@ class RoutingService:
                     delay = min(delay * 2, 30.0)
         return False
 
-    async def _sticky_interface(self, d: Decision, pbx: str) -> str | None:
+    def _sticky_now(self, d: Decision, pbx: str) -> tuple[bool, str | None]:
+        """(known, interface): the sticky agent's phone without asking the database, if known."""
         if not d.sticky_s or d.sticky_agent_id is None or self.engine is None:
-            return None
+            return True, None
+        key = (d.sticky_agent_id, pbx)
+        return key in self._sticky_cache, self._sticky_cache.get(key)
+
+    async def _sticky_interface(self, d: Decision, pbx: str) -> str | None:
+        known, interface = self._sticky_now(d, pbx)
+        if known:
+            return interface
+        assert d.sticky_agent_id is not None and self.engine is not None  # else known
         key = (d.sticky_agent_id, pbx)
         if key not in self._sticky_cache:
             async with self.engine.connect() as conn:

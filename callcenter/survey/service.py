@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CallDriver = Callable[[ControllerAttached], Awaitable[None]]
+CallDriver = Callable[[ControllerAttached], Awaitable[Any]]
 
 
 @dataclass
@@ -95,13 +95,11 @@ class SurveyService:
         return [SetVariable(name="CC_SURVEY", value="1", call_id=call_id, channel=channel)]
 
     def wrap(self, driver: CallDriver) -> CallDriver:
-        """A call driver that gives answered calls to the survey and the others to ``driver``."""
+        """A call driver that gives answered calls to the survey and the others to ``driver``
+        (called at once, so a driver that acts before returning, like routing, still does)."""
 
-        async def drive(ev: ControllerAttached) -> None:
-            if self.claims(ev):
-                await self.run(ev)
-            else:
-                await driver(ev)
+        def drive(ev: ControllerAttached) -> Awaitable[Any]:
+            return self.run(ev) if self.claims(ev) else driver(ev)
 
         return drive
 

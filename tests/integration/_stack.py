@@ -90,7 +90,7 @@ async def stack(
                                  **routing_options)
         if survey:
             surveys = SurveyService(controller, database.engine, queues=None)
-            controller.driver = surveys.wrap(routing.drive)  # what the composition root does
+            controller.driver = surveys.wrap(routing.begin)  # what the composition root does
     await adapter.start()
     try:
         yield Stack(sim, database, recorder, controller, adapter, holder, routing, surveys, pbx_type)

@@ -36,6 +36,25 @@ async def test_known_unknown_withheld_and_cache(database) -> None:
     assert crm.stats.hits == 1 and crm.stats.misses == 2
 
 
+async def test_lookup_nowait_answers_only_what_needs_no_query(database) -> None:
+    await _seed(database.dsn)
+    crm = CrmLookup(CustomerRepository(database.engine), budget_ms=2000)
+    assert crm.lookup_nowait("+12025550143") is None  # not cached: the CRM must be asked
+    assert crm.stats.lookups == 0 and not crm._inflight  # nothing counted, no query started
+    withheld = crm.lookup_nowait("anonymous")
+    assert withheld is not None and withheld.withheld
+    bad = crm.lookup_nowait("not a number")
+    assert bad is not None and bad.withheld and "not a phone number" in (bad.reason or "")
+    assert crm.prefetch("(202) 555-0143")  # what routing starts at the call's arrival
+    for _ in range(100):
+        if not crm._inflight:
+            break
+        await asyncio.sleep(0.02)
+    hit = crm.lookup_nowait("2025550143")
+    assert hit is not None and hit.cached and hit.card is not None and hit.card.vip
+    assert (crm.stats.lookups, crm.stats.hits, crm.stats.misses) == (3, 1, 0)
+
+
 async def test_a_slow_database_costs_the_budget_not_more(database) -> None:
     await _seed(database.dsn)
     crm = CrmLookup(CustomerRepository(database.engine), budget_ms=50)

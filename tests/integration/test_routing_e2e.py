@@ -147,6 +147,45 @@ async def test_known_vip_goes_straight_to_the_vip_queue_with_priority_and_displa
     assert live.customer is not None and live.customer["tier"] == "vip"
 
 
+async def test_with_the_card_at_hand_the_decision_is_on_the_wire_before_the_event_handler_returns(harness) -> None:
+    """The second call from a number finds its card in the cache: routing decides inside the
+    controller's handling of ControllerAttached and the batch is written there, with no task
+    switch in between; the first call waited for its CRM query in the call's task."""
+    first = await harness.call("2025550143", "5550110")
+    await harness.wait_agi(first, "ASYNCAGI BREAK")
+    adapter = harness.controller.adapters["ast1"]
+    transport = adapter._client._conn.transport  # type: ignore[attr-defined]
+    writes: list[bytes] = []
+    write = transport.write
+
+    def spy(data: bytes) -> None:
+        writes.append(bytes(data))
+        write(data)
+
+    transport.write = spy
+    at_attach: list[list[bytes]] = []
+
+    def on_event(ev) -> None:  # type: ignore[no-untyped-def]
+        if ev.type == "controller_attached":  # listeners run once the controller handled the event
+            at_attach.append([w for w in writes if b"CC_QUEUE vip" in w])
+
+    harness.controller.listeners.append(on_event)
+    second = await harness.call("2025550143", "5550110")
+    cmds = await harness.wait_agi(second, "ASYNCAGI BREAK")
+    assert len(at_attach) == 1 and len(at_attach[0]) == 1, at_attach
+    # one write: lease, display name, queue, priority, BREAK
+    assert at_attach[0][0].count(b"Action: AGI") == len(cmds) and second.encode() in at_attach[0][0]
+    assert [c for c in cmds if not c.startswith("SET VARIABLE TIMEOUT")] == [
+        'SET VARIABLE CALLERID(name) "VIP Ivanova A."', "SET VARIABLE CC_QUEUE vip", "SET VARIABLE CC_PRIO 10",
+        "ASYNCAGI BREAK"]
+    crm = harness.routing.crm
+    assert crm.stats.hits == 1 and crm.stats.lookups == 2
+    async with asyncio.timeout(5):
+        while len(rows := await _routed(harness.dsn)) < 2:
+            await asyncio.sleep(0.02)
+    assert [r["rule_id"] for r in rows] == ["vip-direct", "vip-direct"]
+
+
 async def test_unknown_caller_goes_through_the_ivr_to_the_chosen_skill_queue(harness) -> None:
     harness.ami.agi_results = lambda c: "200 result=2\n" if c.upper().startswith("GET DATA") else "200 result=1\n"
     ch = await harness.call("2025550177", "5550110")
