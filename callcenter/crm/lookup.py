@@ -150,7 +150,7 @@ class CrmLookup:
         return True
 
     def _start(self, e164: str) -> asyncio.Task[CustomerCard | None]:
-        task = asyncio.ensure_future(self.repo.lookup(e164))
+        task = asyncio.ensure_future(self.repo.lookup_e164(e164))
         self._inflight[e164] = task
 
         def done(t: asyncio.Task[CustomerCard | None]) -> None:

@@ -156,6 +156,11 @@ class CustomerRepository:
             return None
         if e164 is None:
             return None
+        return await self.lookup_e164(e164)
+
+    async def lookup_e164(self, e164: str) -> CustomerCard | None:
+        """The customer owning ``e164``, a number already in E.164 (``to_e164``'s output): no
+        second normalisation (~50 us of libphonenumber per number not seen before)."""
         if self.pool is not None:
             record = await self.pool.fetchrow(_LOOKUP_ASYNCPG, e164, self.interactions)
             return _card(_Row(record)) if record is not None else None

@@ -115,14 +115,14 @@ async def test_prefetch_at_arrival_runs_one_query_the_lookup_then_shares(databas
     await _seed(database.dsn)
     crm = CrmLookup(CustomerRepository(database.engine), budget_ms=2000)
     queries = 0
-    real = crm.repo.lookup
+    real = crm.repo.lookup_e164
 
     async def counted(phone):  # type: ignore[no-untyped-def]
         nonlocal queries
         queries += 1
         return await real(phone)
 
-    crm.repo.lookup = counted  # type: ignore[method-assign]
+    crm.repo.lookup_e164 = counted  # type: ignore[method-assign]
     assert crm.prefetch("(202) 555-0143") is True
     assert crm.prefetch("+12025550143") is False  # already in flight: no second query
     r = await crm.lookup("+12025550143")  # joins the prefetch's query
