@@ -7,7 +7,10 @@ Setup (all on this machine, loopback only):
   per second for ``--seconds`` (default 200/s for 60 s) into AsyncAGI, hanging each call up
   shortly after it is routed;
 - the controller: the real AMI client, adapter, routing shell (CRM lookup with its budget,
-  cache cold for most callers), journey recording into PostgreSQL through the recorder.
+  cache cold for most callers), journey recording into PostgreSQL through the recorder;
+  with ``--crm-index`` (the default) the CRM's routing attributes are held in memory
+  (``crm.routing_index``: no query on the call's path, the screen pop's card read after the
+  decision); ``--no-crm-index`` looks every caller up in PostgreSQL (started at Newchannel).
 
 The PBX announces each call with ``Newchannel`` and hands it to AsyncAGI 15 ms later, as a real
 Asterisk does (the captures: Answer and ``[cc-inbound]``'s Set steps lie between); the
@@ -219,7 +222,18 @@ async def controller(args: argparse.Namespace, tmp: Path) -> dict:
     ctl.add_pbx(adapter, "control")
     holder = RulesHolder(rules_file)
     rules = holder.load()
-    crm = CrmLookup(CustomerRepository(database.engine, pool=await database.pool()), budget_ms=50)
+    index = None
+    index_mb = index_s = 0.0
+    if args.crm_index:
+        from callcenter.crm.index import RoutingIndex
+
+        rss0 = rss_mb()
+        index = RoutingIndex(database.connect_kwargs())
+        index.start()
+        if not await index.wait_ready(600):
+            raise SystemExit("the CRM routing index did not load")
+        index_mb, index_s = rss_mb() - rss0, index.stats.load_s
+    crm = CrmLookup(CustomerRepository(database.engine, pool=await database.pool()), budget_ms=50, index=index)
     routing = RoutingService(ctl, holder, crm, database.engine, pbx_types={"ast1": "asterisk"})
     await adapter.start()
     start_evt.set()
@@ -238,6 +252,7 @@ async def controller(args: argparse.Namespace, tmp: Path) -> dict:
     await recorder.close()
     await database.close()
     pg.close()
+    result.update(index_mb=index_mb, index_s=index_s, index_phones=len(index) if index is not None else 0)
     result.update(seed_s=seed_s, rules=len(rules.rules), lookups=crm.stats, call_events=rows, calls_rows=calls,
                   lookup_timeouts=crm.stats.timeouts, fallback=routing.stats.fallback,
                   controller_ms=sorted((written_at[c] - read_at[c]) * 1000 for c in read_at if c in written_at))
@@ -281,6 +296,14 @@ def instrument_controller() -> tuple[dict[str, float], dict[str, float]]:
     return read_at, written_at
 
 
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -293,18 +316,25 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--crm-index", action=argparse.BooleanOptionalAction, default=True,
+                    help="hold the CRM's routing attributes in memory (crm.routing_index); default on")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="cc-bench-") as tmp:
         r = asyncio.run(controller(args, Path(tmp)))
     route, first = r["route_ms"], r["first_ms"]
     print(f"machine: {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}")
     print(f"CRM: {args.customers:,} customers seeded in {r['seed_s']:.1f} s; rules: {r['rules']} + fallback")
+    if args.crm_index:
+        print(f"CRM routing index: {r['index_phones']:,} phones loaded in {r['index_s']:.1f} s, "
+              f"controller RSS +{r['index_mb']:.0f} MB")
+    else:
+        print("CRM routing index: off (every caller looked up in PostgreSQL)")
     print(f"load: {r['calls']:,} calls at {args.rate:g}/s over {r['elapsed']:.1f} s; routed {r['routed']:,}; "
           f"CRM lookups over budget: {r['lookup_timeouts']}; fallback decisions: {r['fallback']}")
     print(f"recorded: {r['call_events']:,} call_events rows, {r['calls_rows']:,} calls rows")
     lk = r["lookups"]
-    print(f"CRM lookups: {lk.lookups:,} ({lk.prefetches:,} started at Newchannel, {lk.hits:,} from the cache, "
-          f"{lk.shed:,} answered 'busy' at the in-flight cap)")
+    print(f"CRM lookups: {lk.lookups:,} ({lk.index_answers:,} from the routing index, {lk.prefetches:,} queries "
+          f"started at Newchannel, {lk.hits:,} from the cache, {lk.shed:,} answered 'busy' at the in-flight cap)")
     ctl = r["controller_ms"]
     print(f"{'figure':<52}{'value':>10}   target")
     print("in the controller: arrival event read -> routing command written (the issue's figure)")

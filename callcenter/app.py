@@ -304,10 +304,16 @@ def _build_routing(settings: Settings, controller: Controller, database: Any) ->
     holder = RulesHolder(settings.rules.path)
     rules = holder.load()
     log.info("routing rules %s loaded from %s", rules.version, settings.rules.path)
+    index = None
+    if settings.crm.routing_index:
+        from callcenter.crm.index import RoutingIndex
+
+        index = RoutingIndex(database.connect_kwargs())
+        index.start()  # loads in the background; lookups go to the database until it is ready
     crm = CrmLookup(CustomerRepository(database.engine, default_region=settings.crm.default_region,
                                        pool=database.lookup_pool),
                     budget_ms=settings.crm.lookup_budget_ms, cache_size=settings.crm.cache_size,
-                    max_inflight=settings.crm.lookup_max_inflight)
+                    max_inflight=settings.crm.lookup_max_inflight, index=index)
     from callcenter.api.metrics import ROUTING_LATENCY
 
     return RoutingService(controller, holder, crm, database.engine,

@@ -105,6 +105,10 @@ class CrmSettings(_Section):
     lookup_max_inflight: int = Field(
         default=32, ge=1, description="CRM queries running at once at most; past that a call is routed by the "
         "fallback rule at once instead of waiting for a database that is already behind.")
+    routing_index: bool = Field(
+        default=False, description="Hold every CRM phone's routing attributes in memory, kept fresh by "
+        "LISTEN/NOTIFY: no call waits for PostgreSQL before it is routed. Costs memory per CRM phone "
+        "(docs/performance.md gives the figure for 1M customers).")
 
 
 class JourneySettings(_Section):

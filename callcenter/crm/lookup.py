@@ -11,6 +11,9 @@ become leads).
 ``ensure_lead()`` turns an unknown caller into a CRM lead (stage ``lead``) after routing, off
 the call's critical path; a concurrent creation for the same number is resolved by the unique
 phone constraint.
+
+With a ``RoutingIndex`` (``crm.routing_index``) that is ready, every number is answered from
+memory (``from_index``), known or not, and no query runs on the call's path.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from callcenter.crm.index import RoutingIndex
 from callcenter.crm.phones import PhoneError, to_e164
 from callcenter.crm.repository import CustomerCard, CustomerRepository
 
@@ -62,6 +66,9 @@ class LookupResult:
     reason: str | None = None
     cached: bool = False
     ms: float = 0.0
+    # answered by the in-memory routing index: the card has the routing attributes only (no
+    # notes, interactions or other phones); the screen pop reads the full card afterwards
+    from_index: bool = False
 
     @property
     def unknown(self) -> bool:
@@ -77,6 +84,7 @@ class LookupStats:
     errors: int = 0
     leads_created: int = 0
     prefetches: int = 0
+    index_answers: int = 0  # answered by the in-memory routing index
     shed: int = 0  # lookups answered "busy" at once: max_inflight queries were already running
 
 
@@ -91,8 +99,10 @@ class CrmLookup:
         negative_ttl_s: float = 10.0,
         max_inflight: int = 32,
         clock=time.monotonic,
+        index: RoutingIndex | None = None,
     ) -> None:
         self.repo = repo
+        self.index = index
         self.budget_s = budget_ms / 1000.0
         self.cache_size = cache_size
         self.ttl_s = ttl_s
@@ -142,6 +152,8 @@ class CrmLookup:
             return False
         if e164 is None or e164 in self._inflight or self._cache_get(e164)[0]:
             return False
+        if self.index is not None and self.index.ready:
+            return False  # answered from memory: no query
         if len(self._inflight) >= self.max_inflight:
             self.stats.shed += 1
             return False
@@ -177,6 +189,10 @@ class CrmLookup:
             return LookupResult(None, None, withheld=True, reason=str(exc))
         if e164 is None:
             return LookupResult(None, None, withheld=True, reason="withheld number")
+        index = self.index
+        if index is not None and index.ready:
+            self.stats.index_answers += 1
+            return LookupResult(e164, index.card(e164), from_index=True, ms=(time.perf_counter() - started) * 1000)
         hit, card = self._cache_get(e164)
         if hit:
             self.stats.hits += 1

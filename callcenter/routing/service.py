@@ -54,6 +54,7 @@ from callcenter.callbacks.dialog import (
 )
 from callcenter.crm.lookup import CrmLookup, LookupResult
 from callcenter.crm.phones import PhoneError, to_e164
+from callcenter.crm.repository import CustomerCard
 from callcenter.domain.commands import Command, ReleaseCall
 from callcenter.domain.events import CallArrived, CallEnded, ControllerAttached, Event
 from callcenter.logs import call_context
@@ -179,6 +180,15 @@ class RoutingStats:
     callbacks_filed: int = 0
     callback_failed: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+
+
+def _screen_card(card: CustomerCard) -> dict[str, Any]:
+    """What the agent's screen pop shows of the customer."""
+    return {
+        "id": card.id, "name": card.name, "tier": card.tier, "vip": card.vip, "stage": card.stage,
+        "segment": card.segment, "notes": card.notes, "assigned_agent": card.assigned_agent,
+        "interactions": [i.summary for i in card.interactions[:3]],
+    }
 
 
 def _first_batch(d: Decision, commands: list[Command]) -> list[Command]:
@@ -401,11 +411,11 @@ class RoutingService:
             self.controller.note_customer(ev.call_id, customer_id=card.id, vip=card.vip, tier=card.tier)
             live = self.controller.live.calls.get(ev.call_id)
             if live is not None:
-                live.customer = {
-                    "id": card.id, "name": card.name, "tier": card.tier, "vip": card.vip, "stage": card.stage,
-                    "segment": card.segment, "notes": card.notes, "assigned_agent": card.assigned_agent,
-                    "interactions": [i.summary for i in card.interactions[:3]],
-                }
+                live.customer = _screen_card(card)
+                if lookup.from_index and lookup.e164:
+                    # the index holds what routing reads; notes and past interactions for the
+                    # agent's screen come from the database, off the call's path
+                    self._spawn(self._full_card(ev.call_id, lookup.e164))
         self.controller.note(
             ev.call_id, "routed", rules_version=d.rules_version, rule_id=d.rule_id,
             detail={"action": d.action, "queue": d.queue, "pbx_queue": d.pbx_queue, "priority": d.priority,
@@ -416,6 +426,18 @@ class RoutingService:
         with call_context(ev.call_id):
             log.info("routed by rule %s (%s): %s %s prio %s%s", d.rule_id, d.rules_version, d.action,
                      d.queue or d.ivr_menu or "", d.priority, " [CRM lookup failed]" if lookup.failed else "")
+
+    async def _full_card(self, call_id: str, e164: str) -> None:
+        assert self.crm is not None
+        try:
+            card = await self.crm.repo.lookup_e164(e164)
+        except Exception as exc:
+            with call_context(call_id):
+                log.warning("screen pop: could not read the customer card of %s: %s", e164, exc)
+            return
+        live = self.controller.live.calls.get(call_id)
+        if card is not None and live is not None:
+            live.customer = _screen_card(card)
 
     def _after_exit(self, ev: ControllerAttached, d: Decision) -> None:
         """Outcome markers the journey's attribution reads (closed, voicemail; ``callback`` is noted
@@ -662,3 +684,5 @@ class RoutingService:
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.crm is not None and self.crm.index is not None:
+            await self.crm.index.close()

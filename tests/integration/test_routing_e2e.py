@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from callcenter.app import Controller
+from callcenter.crm.index import RoutingIndex
 from callcenter.crm.lookup import CrmLookup
 from callcenter.crm.repository import CustomerRepository
 from callcenter.pbx.asterisk.adapter import AsteriskAdapter
@@ -184,6 +185,36 @@ async def test_with_the_card_at_hand_the_decision_is_on_the_wire_before_the_even
         while len(rows := await _routed(harness.dsn)) < 2:
             await asyncio.sleep(0.02)
     assert [r["rule_id"] for r in rows] == ["vip-direct", "vip-direct"]
+
+
+async def test_with_the_routing_index_no_call_waits_for_the_database(harness) -> None:
+    """crm.routing_index: even a caller's first call is decided inside the event handler (the
+    card comes from memory); the screen pop gets the full card (notes) from the database after."""
+    conn = await asyncpg.connect(**dbmod.asyncpg_dsn(harness.dsn))
+    await conn.execute("UPDATE customers SET notes = 'prefers email'")
+    await conn.close()
+    index = RoutingIndex(dbmod.asyncpg_dsn(harness.dsn))
+    index.start()
+    try:
+        assert await index.wait_ready(10)
+        harness.routing.crm.index = index
+        routed_at_attach: list[bool] = []
+        harness.controller.listeners.append(
+            lambda ev: routed_at_attach.append(harness.routing.stats.routed == 1)
+            if ev.type == "controller_attached" else None)
+        ch = await harness.call("2025550143", "5550110")
+        cmds = await harness.wait_agi(ch, "ASYNCAGI BREAK")
+        assert routed_at_attach == [True]
+        assert "SET VARIABLE CC_QUEUE vip" in cmds and 'SET VARIABLE CALLERID(name) "VIP Ivanova A."' in cmds
+        crm = harness.routing.crm
+        assert crm.stats.index_answers == 1 and crm.stats.prefetches == 0
+        live = next(iter(harness.controller.live.calls.values()))
+        async with asyncio.timeout(5):
+            while live.customer is None or live.customer["notes"] != "prefers email":
+                await asyncio.sleep(0.01)
+        assert live.customer["tier"] == "vip"
+    finally:
+        await index.close()
 
 
 async def test_unknown_caller_goes_through_the_ivr_to_the_chosen_skill_queue(harness) -> None:
