@@ -224,6 +224,7 @@ async def controller(args: argparse.Namespace, tmp: Path) -> dict:
     rules = holder.load()
     index = None
     index_mb = index_s = 0.0
+    index_phones = 0
     if args.crm_index:
         from callcenter.crm.index import RoutingIndex
 
@@ -232,7 +233,7 @@ async def controller(args: argparse.Namespace, tmp: Path) -> dict:
         index.start()
         if not await index.wait_ready(600):
             raise SystemExit("the CRM routing index did not load")
-        index_mb, index_s = rss_mb() - rss0, index.stats.load_s
+        index_mb, index_s, index_phones = rss_mb() - rss0, index.stats.load_s, len(index)
     crm = CrmLookup(CustomerRepository(database.engine, pool=await database.pool()), budget_ms=50, index=index)
     routing = RoutingService(ctl, holder, crm, database.engine, pbx_types={"ast1": "asterisk"})
     await adapter.start()
@@ -252,7 +253,8 @@ async def controller(args: argparse.Namespace, tmp: Path) -> dict:
     await recorder.close()
     await database.close()
     pg.close()
-    result.update(index_mb=index_mb, index_s=index_s, index_phones=len(index) if index is not None else 0)
+    result.update(index_mb=index_mb, index_s=index_s, index_phones=index_phones,
+                  index_end=len(index) if index is not None else 0)
     result.update(seed_s=seed_s, rules=len(rules.rules), lookups=crm.stats, call_events=rows, calls_rows=calls,
                   lookup_timeouts=crm.stats.timeouts, fallback=routing.stats.fallback,
                   controller_ms=sorted((written_at[c] - read_at[c]) * 1000 for c in read_at if c in written_at))
@@ -326,7 +328,7 @@ def main() -> None:
     print(f"CRM: {args.customers:,} customers seeded in {r['seed_s']:.1f} s; rules: {r['rules']} + fallback")
     if args.crm_index:
         print(f"CRM routing index: {r['index_phones']:,} phones loaded in {r['index_s']:.1f} s, "
-              f"controller RSS +{r['index_mb']:.0f} MB")
+              f"controller RSS +{r['index_mb']:.0f} MB; {r['index_end']:,} phones at the end (new leads)")
     else:
         print("CRM routing index: off (every caller looked up in PostgreSQL)")
     print(f"load: {r['calls']:,} calls at {args.rate:g}/s over {r['elapsed']:.1f} s; routed {r['routed']:,}; "
