@@ -254,7 +254,7 @@ async def controller(args: argparse.Namespace, tmp: Path) -> dict:
     await database.close()
     pg.close()
     result.update(index_mb=index_mb, index_s=index_s, index_phones=index_phones,
-                  index_end=len(index) if index is not None else 0)
+                  index_end=len(index) if index is not None else 0, index_stats=index.stats if index else None)
     result.update(seed_s=seed_s, rules=len(rules.rules), lookups=crm.stats, call_events=rows, calls_rows=calls,
                   lookup_timeouts=crm.stats.timeouts, fallback=routing.stats.fallback,
                   controller_ms=sorted((written_at[c] - read_at[c]) * 1000 for c in read_at if c in written_at))
@@ -328,7 +328,8 @@ def main() -> None:
     print(f"CRM: {args.customers:,} customers seeded in {r['seed_s']:.1f} s; rules: {r['rules']} + fallback")
     if args.crm_index:
         print(f"CRM routing index: {r['index_phones']:,} phones loaded in {r['index_s']:.1f} s, "
-              f"controller RSS +{r['index_mb']:.0f} MB; {r['index_end']:,} phones at the end (new leads)")
+              f"controller RSS +{r['index_mb']:.0f} MB; {r['index_end']:,} phones at the end (new leads); "
+              f"{r['index_stats']}")
     else:
         print("CRM routing index: off (every caller looked up in PostgreSQL)")
     print(f"load: {r['calls']:,} calls at {args.rate:g}/s over {r['elapsed']:.1f} s; routed {r['routed']:,}; "

@@ -61,10 +61,11 @@ class IndexStats:
 
 class RoutingIndex:
     def __init__(self, connect_kwargs: dict[str, Any], *, chunk: int = 5000, retry_s: float = 1.0,
-                 ping_s: float = 30.0) -> None:
+                 retry_max_s: float = 30.0, ping_s: float = 30.0) -> None:
         self.connect_kwargs = connect_kwargs
         self.chunk = chunk
         self.retry_s = retry_s
+        self.retry_max_s = retry_max_s
         self.ping_s = ping_s
         self.stats = IndexStats()
         self._entries: dict[str, _Entry] = {}
@@ -116,6 +117,7 @@ class RoutingIndex:
     async def _run(self) -> None:
         import asyncpg
 
+        delay = self.retry_s
         while True:
             conn = None
             try:
@@ -127,6 +129,7 @@ class RoutingIndex:
                 # listening before the load: nothing committed after the snapshot is missed
                 await conn.add_listener(CHANNEL, self._on_notify)
                 await self._load_all(conn)
+                delay = self.retry_s
                 while True:
                     try:
                         payload = await asyncio.wait_for(self._changes.get(), self.ping_s)
@@ -144,8 +147,9 @@ class RoutingIndex:
             except Exception as exc:
                 self.stats.reconnects += 1
                 log.warning("CRM routing index: %s: %s; reconnecting in %g s (%s)", type(exc).__name__, exc,
-                            self.retry_s, "serving the previous contents" if self.ready else "not ready yet")
-                await asyncio.sleep(self.retry_s)
+                            delay, "serving the previous contents" if self.ready else "not ready yet")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)  # a failing reload must not run back to back
             finally:
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
@@ -168,7 +172,7 @@ class RoutingIndex:
         self.stats.loads += 1
         self.stats.load_s = time.perf_counter() - started
         self._ready.set()
-        log.info("CRM routing index: %d phones loaded in %.1f s", len(entries), self.stats.load_s)
+        log.info("CRM routing index: %d phones loaded in %.1f s", len(self._entries), self.stats.load_s)
 
     async def _apply(self, conn: Any, payloads: list[str]) -> None:
         if "*" in payloads:

@@ -109,3 +109,15 @@ async def test_lookups_answer_from_memory_known_or_not(database, index: RoutingI
     assert unknown is not None and unknown.unknown and unknown.from_index
     assert (await crm.lookup("+12025550143")).from_index
     assert crm.stats.index_answers == 3 and not crm._inflight
+
+
+async def test_a_failing_index_backs_off_and_routing_keeps_querying(database) -> None:  # type: ignore[no-untyped-def]
+    idx = RoutingIndex({**database.connect_kwargs(), "database": "no_such_database"}, retry_s=0.01,
+                       retry_max_s=0.08)
+    idx.start()
+    await asyncio.sleep(0.5)
+    await idx.close()
+    # 0.01, 0.02, 0.04, then 0.08 s apart: ~8 attempts in 0.5 s, not 50
+    assert not idx.ready and 3 <= idx.stats.reconnects <= 12, idx.stats
+    crm = CrmLookup(CustomerRepository(database.engine), budget_ms=2000, index=idx)
+    assert crm.lookup_nowait("2025550143") is None  # not ready: the database is asked, as without an index
