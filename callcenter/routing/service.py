@@ -263,10 +263,10 @@ class RoutingService:
         callback; returns what is left to do for the call (the controller awaits it in the
         call's own task).
 
-        When the CRM answer is already at hand (the lookup started at the call's arrival has
-        completed, or the number is withheld) the decision is taken here and its commands are
-        on the PBX socket before this returns: no task switch between the arrival event and
-        the routing command. Otherwise (the lookup still running, a sticky agent whose phone
+        When the CRM answer is already at hand (the routing index, a lookup started at the
+        call's arrival that has completed, a withheld number) the decision is taken here and its
+        commands are on the PBX socket before this returns: no task switch between the arrival
+        event and the routing command. Otherwise (the lookup still running, a sticky agent whose phone
         is not known yet, a batch the adapter cannot pipeline) ``drive`` does it all in the
         call's task, as before."""
         started = time.perf_counter()
