@@ -264,11 +264,12 @@ class RoutingService:
         call's own task).
 
         When the CRM answer is already at hand (the routing index, a lookup started at the
-        call's arrival that has completed, a withheld number) the decision is taken here and its
-        commands are on the PBX socket before this returns: no task switch between the arrival
-        event and the routing command. Otherwise (the lookup still running, a sticky agent whose phone
-        is not known yet, a batch the adapter cannot pipeline) ``drive`` does it all in the
-        call's task, as before."""
+        call's arrival that has completed, a withheld number) the decision is taken here and
+        its commands are on the PBX socket before this returns: no task switch between the
+        arrival event and the routing command. A sticky agent whose phone is not known yet, or
+        a batch the adapter cannot put on the wire at once (FreeSWITCH, a plain AMI action),
+        is carried out in the call's task after the decision. While the lookup is still
+        running, ``drive`` does everything in the call's task."""
         started = time.perf_counter()
         rules = self.rules.rules
         if rules is None or ev.call_id is None:
