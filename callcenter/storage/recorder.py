@@ -257,6 +257,16 @@ async def write_rows(
                 await conn.execute(_INTERACTIONS_SQL, ids)
 
 
+# The recorder's statements run for the life of its connection, prepared once (asyncpg), while
+# the tables they read grow from nothing: PostgreSQL's generic plan, chosen after five runs and
+# kept until the next ANALYZE, was planned for an empty ``calls`` table. Measured (routing
+# bench, 20k CRM, 150 calls/s for 30 s, pg_stat_statements): the first-call-resolution
+# statement took 24 ms a batch (6.9 s of the server's CPU in 30 s), 0.6 ms with a plan made
+# for each batch. Planning costs about a millisecond a statement; a plan per batch is the
+# cheaper side by far, and never goes stale.
+_RECORDER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "application_name": "callcenter-recorder"}
+
+
 # --- the recorder --------------------------------------------------------------------------------
 
 
@@ -418,7 +428,9 @@ class Recorder:
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncio.wait_for(asyncpg.connect(**self.connect_kwargs), self.db_timeout)
+            kwargs = dict(self.connect_kwargs)
+            kwargs["server_settings"] = {**kwargs.get("server_settings", {}), **_RECORDER_SETTINGS}
+            self._conn = await asyncio.wait_for(asyncpg.connect(**kwargs), self.db_timeout)
         return self._conn
 
     async def _write(self, rows: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
