@@ -243,7 +243,9 @@ class Controller:
         return self._checked(sent)
 
     async def _checked(self, sent: Awaitable[list[CommandResult]]) -> list[CommandResult]:
-        results = await sent
+        return self._failures_noted(await sent)
+
+    def _failures_noted(self, results: list[CommandResult]) -> list[CommandResult]:
         for r in results:
             if not r.ok:
                 self.stats.command_failures += 1
@@ -265,11 +267,7 @@ class Controller:
         except Exception as exc:
             log.exception("controller: command batch failed")
             results = [CommandResult(c.command_id, False, f"{type(exc).__name__}: {exc}") for c in cmds]
-        for r in results:
-            if not r.ok:
-                self.stats.command_failures += 1
-                log.warning("controller: %s failed: %s", r.command_id, r.error)
-        return results
+        return self._failures_noted(results)
 
     async def close(self) -> None:
         for task in list(self._tasks):

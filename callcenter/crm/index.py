@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcenter.crm.repository import CustomerCard
+from callcenter.storage.db import with_settings
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +122,7 @@ class RoutingIndex:
         while True:
             conn = None
             try:
-                kwargs = dict(self.connect_kwargs)
-                kwargs["server_settings"] = {**kwargs.get("server_settings", {}), "application_name": APP_NAME}
-                conn = await asyncpg.connect(**kwargs)
+                conn = await asyncpg.connect(**with_settings(self.connect_kwargs, application_name=APP_NAME))
                 self._changes = asyncio.Queue()
                 conn.add_termination_listener(lambda _c: self._changes.put_nowait(None))
                 # listening before the load: nothing committed after the snapshot is missed

@@ -177,36 +177,36 @@ class CrmLookup:
         completes). None when the CRM has to be asked: call ``lookup()`` then (nothing was
         counted here)."""
         started = time.perf_counter()
-        result = self._at_hand(raw, started)
+        result, _ = self._at_hand(raw, started)
         if result is not None:
             self.stats.lookups += 1
         return result
 
-    def _at_hand(self, raw: str | None, started: float) -> LookupResult | None:
+    def _at_hand(self, raw: str | None, started: float) -> tuple[LookupResult | None, str]:
+        """(the answer if it needs no query, else None; the number in E.164 when there is one)."""
         try:
             e164 = to_e164(raw, self.repo.default_region)
         except PhoneError as exc:
-            return LookupResult(None, None, withheld=True, reason=str(exc))
+            return LookupResult(None, None, withheld=True, reason=str(exc)), ""
         if e164 is None:
-            return LookupResult(None, None, withheld=True, reason="withheld number")
+            return LookupResult(None, None, withheld=True, reason="withheld number"), ""
         index = self.index
         if index is not None and index.ready:
             self.stats.index_answers += 1
-            return LookupResult(e164, index.card(e164), from_index=True, ms=(time.perf_counter() - started) * 1000)
+            return LookupResult(e164, index.card(e164), from_index=True,
+                                ms=(time.perf_counter() - started) * 1000), e164
         hit, card = self._cache_get(e164)
         if hit:
             self.stats.hits += 1
-            return LookupResult(e164, card, cached=True, ms=(time.perf_counter() - started) * 1000)
-        return None
+            return LookupResult(e164, card, cached=True, ms=(time.perf_counter() - started) * 1000), e164
+        return None, e164
 
     async def lookup(self, raw: str | None) -> LookupResult:
         started = time.perf_counter()
         self.stats.lookups += 1
-        result = self._at_hand(raw, started)
+        result, e164 = self._at_hand(raw, started)
         if result is not None:
             return result
-        e164 = to_e164(raw, self.repo.default_region)  # cached: _at_hand just normalised it
-        assert e164 is not None
         self.stats.misses += 1
         task = self._inflight.get(e164)
         if task is None:

@@ -58,6 +58,12 @@ def asyncpg_dsn(dsn: str) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def with_settings(kwargs: dict[str, Any], **settings: str) -> dict[str, Any]:
+    """``asyncpg.connect`` keyword arguments with ``settings`` added to their server settings
+    (``application_name``, ``plan_cache_mode``...)."""
+    return {**kwargs, "server_settings": {**kwargs.get("server_settings", {}), **settings}}
+
+
 @dataclass
 class Database:
     dsn: str

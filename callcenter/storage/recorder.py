@@ -47,6 +47,7 @@ import asyncpg
 from callcenter.analytics.attribution import CallSummary
 from callcenter.calls.journey import JourneyRecord
 from callcenter.domain.events import AgentPauseChanged, AgentStatusChanged, Event, QueueMemberChanged
+from callcenter.storage.db import with_settings
 
 log = logging.getLogger(__name__)
 
@@ -428,8 +429,7 @@ class Recorder:
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            kwargs = dict(self.connect_kwargs)
-            kwargs["server_settings"] = {**kwargs.get("server_settings", {}), **_RECORDER_SETTINGS}
+            kwargs = with_settings(self.connect_kwargs, **_RECORDER_SETTINGS)
             self._conn = await asyncio.wait_for(asyncpg.connect(**kwargs), self.db_timeout)
         return self._conn
 
