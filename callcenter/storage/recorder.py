@@ -479,11 +479,23 @@ class Recorder:
 
     async def _run(self) -> None:
         delay = self.retry_min
+        taken_at = 0.0
         while True:
-            if not self._pending and not self._closing:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.flush_interval if not self._backlog else delay)
+            if not self._closing and len(self._pending) < self.batch_size:
+                # Group commit: one batch per flush_interval, not back to back. Each batch is an
+                # fsync and five statements whatever its size; taken back to back, batches were
+                # ~50 rows and PostgreSQL spent 28 % of a core at 200 calls/s, 19-20 % at one
+                # batch per 100 ms (routing bench, 20k CRM). A full batch, drain() and close()
+                # do not wait.
+                if self._pending:
+                    wait = taken_at + self.flush_interval - time.monotonic()
+                else:
+                    wait = self.flush_interval if not self._backlog else delay
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
+            taken_at = time.monotonic()
             batch = self._take()
             if batch:
                 try:
