@@ -87,13 +87,24 @@ class Database:
         return asyncpg_dsn(self.dsn)
 
     async def pool(self, size: int = 4) -> Any:
-        """An asyncpg pool for hot paths (CRM lookups during routing); closed with ``close()``."""
+        """An asyncpg pool for hot paths (CRM lookups and leads during routing, the screen pop's
+        card); closed with ``close()``.
+
+        For single statements that leave no session state behind (no ``SET``, advisory lock,
+        ``LISTEN``, cursor or temp table): a connection goes back to the pool without asyncpg's
+        default reset, a fifth statement (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+        RESET ALL``) and a round trip after every query, one per routed call. An open
+        transaction is still rolled back (asyncpg does that before calling ``reset``)."""
         import asyncpg
 
         if self._pool is None:
             self._pool = await asyncpg.create_pool(**self.connect_kwargs(), min_size=1, max_size=size,
-                                                   timeout=5, command_timeout=5)
+                                                   timeout=5, command_timeout=5, reset=_no_session_state)
         return self._pool
+
+
+async def _no_session_state(_conn: Any) -> None:
+    """The pool's reset: nothing to reset, see ``Database.pool``."""
 
 
 def make_engine(dsn: str, *, pool_size: int = 10, connect_timeout_s: float = 5.0) -> AsyncEngine:

@@ -145,3 +145,21 @@ async def test_the_pooled_lookup_returns_the_same_card(conn, database) -> None:
         assert await pooled.lookup(number) == await plain.lookup(number)
     card = await pooled.lookup("+49 1512 3456789")
     assert card is not None and card.interactions[0].summary == "hello"
+
+
+async def test_the_hot_path_pool_returns_connections_without_a_reset_round_trip(conn, database) -> None:
+    """Its statements leave no session state, so a connection goes back to the pool without
+    asyncpg's reset statement (one more statement and round trip per routed call). The server
+    sees the query as the connection's last one; an open transaction is still rolled back."""
+    pool = await database.pool(size=1)
+    pid = await pool.fetchval("SELECT pg_backend_pid() /* cc-hot-path */")
+    last = await conn.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+    assert last == "SELECT pg_backend_pid() /* cc-hot-path */"
+    async with pool.acquire() as c:
+        tx = c.transaction()
+        await tx.start()  # left open: a caller's bug
+        await c.execute("CREATE TEMP TABLE cc_left_open (x int)")
+    async with pool.acquire() as c:
+        assert await c.fetchval("SELECT pg_backend_pid()") == pid  # the same connection
+        assert not c.is_in_transaction()
+        assert await c.fetchval("SELECT to_regclass('pg_temp.cc_left_open')") is None  # rolled back
