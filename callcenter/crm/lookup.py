@@ -146,14 +146,14 @@ class CrmLookup:
         controller (the captures: Answer and the dialplan's Set steps lie between), so the query
         runs while the PBX is still busy and ``lookup()`` then finds it done or in flight (one
         query per number: lookups share it). True when a query was started."""
+        if self.index is not None and self.index.ready:
+            return False  # answered from memory at lookup time: no query, not even the parse
         try:
             e164 = to_e164(raw, self.repo.default_region)
         except PhoneError:
             return False
         if e164 is None or e164 in self._inflight or self._cache_get(e164)[0]:
             return False
-        if self.index is not None and self.index.ready:
-            return False  # answered from memory: no query
         if len(self._inflight) >= self.max_inflight:
             self.stats.shed += 1
             return False
