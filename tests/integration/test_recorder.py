@@ -254,3 +254,18 @@ async def test_a_steady_stream_goes_out_in_one_batch_per_flush_interval(db_dsn, 
         while r.stats.written < n + 2000:
             await asyncio.sleep(0.005)
     await r.close()
+
+
+async def test_a_row_that_cannot_be_journaled_is_refused_to_its_caller_and_harms_nothing(db_dsn, tmp_path) -> None:
+    """The journal line is made at submission: a value JSON cannot hold is the submitter's
+    error, at once. (Encoded later in the writer, it stopped the writer and every row after it
+    stayed in memory.)"""
+    r = recorder(db_dsn, tmp_path)
+    await r.start()
+    with pytest.raises(TypeError, match="cannot journal a object"):
+        r.submit_records([JourneyRecord(call_id="bad", seq=1, kind="queue_join", pbx_at=T0, controller_at=T0,
+                                        queue=object())], pbx="ast1")  # type: ignore[arg-type]
+    r.submit_records([rec("good", 1), rec("good", 2)], pbx="ast1")
+    await r.drain(timeout=10)
+    assert await count(db_dsn, "SELECT count(*) FROM call_events") == 2
+    await r.close()
