@@ -180,7 +180,27 @@ _Item = tuple[str, tuple[Any, ...], str]
 
 
 def _item(table: str, row: tuple[Any, ...]) -> _Item:
-    return (table, row, _encode_line(table, row) + "\n")
+    return (table, row, f'["{_CODE[table]}",[{",".join(map(_line_value, row))}]]\n')
+
+
+_esc = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False) uses for str
+
+
+def _line_value(v: Any) -> str:
+    """One row value as ``_encode_line`` writes it; the common types without the general
+    encoder (a line in ~7 us instead of ~16: ten of them per call)."""
+    t = type(v)
+    if t is str:
+        return _esc(v)
+    if v is None:
+        return "null"
+    if t is int:
+        return int.__repr__(v)
+    if t is datetime:
+        return '{"$t":"' + v.isoformat() + '"}'
+    if t is bool:
+        return "true" if v else "false"
+    return _encode(v)  # floats (NaN...), UUIDs, subclasses: exactly as the general encoder
 
 
 def _decode_line(line: str) -> tuple[str, tuple[Any, ...]]:
