@@ -8,13 +8,11 @@ or passes ``extra={"call_id": ...}``. Secrets never reach the output: the format
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 _call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
@@ -36,13 +34,20 @@ def redact(text: str) -> str:
     return text
 
 
-@contextlib.contextmanager
-def call_context(call_id: str | None) -> Iterator[None]:
-    token = _call_id.set(call_id)
-    try:
-        yield
-    finally:
-        _call_id.reset(token)
+class call_context:
+    """Log records made inside the block carry ``call_id``. A class, not a
+    ``contextlib.contextmanager``: the controller enters one per PBX event (~4x cheaper)."""
+
+    __slots__ = ("_token", "_value")
+
+    def __init__(self, call_id: str | None) -> None:
+        self._value = call_id
+
+    def __enter__(self) -> None:
+        self._token = _call_id.set(self._value)
+
+    def __exit__(self, *exc: object) -> None:
+        _call_id.reset(self._token)
 
 
 def current_call_id() -> str | None:
