@@ -55,16 +55,18 @@ _Entry = tuple[int, str, str, "str | None", "str | None", "tuple[str, ...]", "in
 class IndexStats:
     loads: int = 0
     load_s: float = 0.0
+    rows_loaded: int = 0  # rows indexed so far by the load in progress (or by the last one)
     notifications: int = 0
     updates: int = 0  # phones re-read after a notification
     reconnects: int = 0
 
 
 class RoutingIndex:
-    def __init__(self, connect_kwargs: dict[str, Any], *, chunk: int = 5000, retry_s: float = 1.0,
-                 retry_max_s: float = 30.0, ping_s: float = 30.0) -> None:
+    def __init__(self, connect_kwargs: dict[str, Any], *, chunk: int = 5000, slice_rows: int = 500,
+                 retry_s: float = 1.0, retry_max_s: float = 30.0, ping_s: float = 30.0) -> None:
         self.connect_kwargs = connect_kwargs
-        self.chunk = chunk
+        self.chunk = chunk  # rows per fetch (a round trip each)
+        self.slice = slice_rows  # rows indexed between two turns of the event loop
         self.retry_s = retry_s
         self.retry_max_s = retry_max_s
         self.ping_s = ping_s
@@ -161,12 +163,19 @@ class RoutingIndex:
         started = time.perf_counter()
         entries: dict[str, _Entry] = {}
         self._shared = {}
+        entry, step, stats = self._entry, self.slice, self.stats
+        stats.rows_loaded = 0
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             cursor = await conn.cursor(_SELECT)
             while rows := await cursor.fetch(self.chunk):
-                for r in rows:
-                    entries[r[0]] = self._entry(r)
-                await asyncio.sleep(0)  # a chunk at a time: calls keep being routed meanwhile
+                for start in range(0, len(rows), step):
+                    part = rows[start:start + step]
+                    for r in part:
+                        entries[r[0]] = entry(r)
+                    stats.rows_loaded += len(part)
+                    # A slice at a time: calls keep being routed meanwhile. A 5,000-row chunk in
+                    # one go held the event loop ~40 ms (1M load at 200 calls/s); a slice ~4 ms.
+                    await asyncio.sleep(0)
         self._entries = entries
         self.stats.loads += 1
         self.stats.load_s = time.perf_counter() - started

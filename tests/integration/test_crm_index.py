@@ -121,3 +121,29 @@ async def test_a_failing_index_backs_off_and_routing_keeps_querying(database) ->
     assert not idx.ready and 3 <= idx.stats.reconnects <= 12, idx.stats
     crm = CrmLookup(CustomerRepository(database.engine), budget_ms=2000, index=idx)
     assert crm.lookup_nowait("2025550143") is None  # not ready: the database is asked, as without an index
+
+
+async def test_a_load_gives_the_event_loop_back_every_slice_of_rows(database, db) -> None:  # type: ignore[no-untyped-def]
+    """A reload after a bulk import happens while calls are being routed: the index is built a
+    slice of rows at a time, with the event loop's other work run in between (a 5,000-row chunk
+    in one go held it ~40 ms at 1M)."""
+    await db.execute("INSERT INTO customers (id, name) SELECT g, 'C' || g FROM generate_series(1000, 3999) g")
+    await db.execute("INSERT INTO customer_phones (customer_id, e164) "
+                     "SELECT id, '+1303' || lpad(id::text, 7, '0') FROM customers WHERE id >= 1000")
+    idx = RoutingIndex(database.connect_kwargs(), chunk=1000, slice_rows=100, retry_s=0.05)
+    seen: set[int] = set()  # how far the load was each time other work got the loop
+
+    async def ticker() -> None:
+        while True:
+            seen.add(idx.stats.rows_loaded)
+            await asyncio.sleep(0)
+
+    tick = asyncio.ensure_future(ticker())
+    idx.start()
+    try:
+        assert await idx.wait_ready(20)
+    finally:
+        tick.cancel()
+        await idx.close()
+    assert len(idx) == 3002 and idx.stats.rows_loaded == 3002
+    assert set(range(0, 3002, 100)) <= seen  # the loop came back after every slice, not only per chunk
