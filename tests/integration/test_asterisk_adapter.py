@@ -240,3 +240,32 @@ async def test_observe_mode_matches_the_replay(scenario: str) -> None:
 
     assert per_call(events) == per_call(expected)
     assert sorted(map(repr, map(key, events))) == sorted(map(repr, map(key, expected)))
+
+
+async def test_subscribers_get_every_event_in_order_even_when_one_of_them_awaits() -> None:
+    """Events are handed over synchronously when subscribers are synchronous; a subscriber that
+    returns an awaitable has it awaited before the next subscriber or event sees anything, and a
+    failing subscriber does not keep the event from the others."""
+    async with pbx(with_waiting_call=False) as (server, _client, adapter, _events):
+        seen: list[tuple[str, str]] = []
+
+        async def slow(event: Event) -> None:
+            if not seen:
+                await asyncio.sleep(0.05)  # the first event: nothing after it may overtake
+            seen.append(("slow", event.type))
+
+        def failing(event: Event) -> None:
+            raise RuntimeError("a subscriber's bug")
+
+        adapter.subscribe(slow)
+        adapter.subscribe(failing)
+        adapter.subscribe(lambda event: seen.append(("sync", event.type)))
+        ch = server.add_channel("PJSIP/pstn-00000009", uniqueid="1795362000.9", caller_num="2025550100",
+                                caller_name="PSTN", context="cc-inbound", exten="5550100", state=4,
+                                state_desc="Ring")
+        server.emit("Newchannel", channel=ch)
+        server.hangup_channel(ch)
+        await until(lambda: ("sync", "call_ended") in seen)
+        assert [who for who, _ in seen] == ["slow", "sync"] * (len(seen) // 2)
+        assert [t for _, t in seen[0::2]] == [t for _, t in seen[1::2]]
+        assert seen[0][1] == "call_arrived" and seen[-1][1] == "call_ended"

@@ -158,27 +158,65 @@ class AsteriskAdapter:
         return turn
 
     # -- events -------------------------------------------------------------------------------
-    async def _on_ami_event(self, msg: AmiMessage, at: datetime) -> None:
-        await self._publish(self.translator.feed(msg, at))
+    def _on_ami_event(self, msg: AmiMessage, at: datetime) -> Awaitable[None] | None:
+        """The AMI client's handler: synchronous unless a subscriber returns an awaitable (most
+        AMI events translate to nothing, and the controller's subscriber is synchronous: no
+        coroutine per event)."""
+        events = self.translator.feed(msg, at)
+        if not events:
+            return None
+        for i, event in enumerate(events):
+            event = self._prepared(event)
+            handlers = list(self._handlers)
+            for j, handler in enumerate(handlers):
+                try:
+                    result = handler(event)
+                except Exception:
+                    self._handler_failed(event)
+                    continue
+                if result is not None and inspect.isawaitable(result):
+                    # this subscriber's work is awaited before anything after it is handed over
+                    return self._publish_rest(result, event, handlers[j + 1:], events[i + 1:])
+        return None
+
+    async def _publish_rest(self, pending: Awaitable[Any], event: Event, handlers: list[EventHandler],
+                            events: list[Event]) -> None:
+        try:
+            await pending
+        except Exception:
+            self._handler_failed(event)
+        await self._to_handlers(event, handlers)
+        await self._publish(events)
 
     async def _publish(self, events: Iterable[Event]) -> None:
         for event in events:
-            if isinstance(event, OriginateResult) and event.request_id in self._originates:
-                command_id = self._originates.pop(event.request_id)
-                event = dataclasses.replace(
-                    event, request_id=command_id, extra={**event.extra, "action_id": event.request_id}
-                )
-            elif isinstance(event, CallEnded) and event.call_id:
-                turn = self._turns.get(event.call_id)
-                if turn is not None and not turn.locked():
-                    del self._turns[event.call_id]
-            for handler in list(self._handlers):
-                try:
-                    result = handler(event)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    log.exception("pbx %s: event handler failed on %s (call %s)", self._name, event.type, event.call_id)
+            event = self._prepared(event)
+            await self._to_handlers(event, list(self._handlers))
+
+    async def _to_handlers(self, event: Event, handlers: list[EventHandler]) -> None:
+        for handler in handlers:
+            try:
+                result = handler(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self._handler_failed(event)
+
+    def _prepared(self, event: Event) -> Event:
+        """The event as subscribers see it (an Originate's result under the command's id), with
+        the adapter's own bookkeeping done (a finished call's turn forgotten)."""
+        if isinstance(event, OriginateResult) and event.request_id in self._originates:
+            command_id = self._originates.pop(event.request_id)
+            return dataclasses.replace(event, request_id=command_id,
+                                       extra={**event.extra, "action_id": event.request_id})
+        if isinstance(event, CallEnded) and event.call_id:
+            turn = self._turns.get(event.call_id)
+            if turn is not None and not turn.locked():
+                del self._turns[event.call_id]
+        return event
+
+    def _handler_failed(self, event: Event) -> None:
+        log.exception("pbx %s: event handler failed on %s (call %s)", self._name, event.type, event.call_id)
 
     async def _on_connected(self) -> None:
         snapshot_at = self._clock()
