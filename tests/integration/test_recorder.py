@@ -229,11 +229,22 @@ async def test_drain_waits_for_the_batch_in_flight(db_dsn, tmp_path, monkeypatch
     await r.close()
 
 
-async def test_a_steady_stream_goes_out_in_one_batch_per_flush_interval(db_dsn, tmp_path) -> None:
+async def test_a_steady_stream_goes_out_in_one_batch_per_flush_interval(db_dsn, tmp_path, monkeypatch) -> None:
     """Each batch costs an fsync and five statements whatever its size. Under steady load the
-    writer takes one batch per ``flush_interval`` (it used to loop back to back, taking the few
+    writer makes one of each per ``flush_interval`` (it used to loop back to back, taking the few
     rows that came in during the previous write: ~50-row batches and a third more PostgreSQL CPU
     at 200 calls/s); a full batch still goes at once."""
+    import callcenter.storage.recorder as recmod
+
+    fsyncs = 0
+    real_fsync = recmod.os.fsync
+
+    def counted_fsync(fd: int) -> None:
+        nonlocal fsyncs
+        fsyncs += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(recmod.os, "fsync", counted_fsync)
     r = recorder(db_dsn, tmp_path, flush_interval=0.25, batch_size=2000)
     await r.start()
     loop = asyncio.get_running_loop()
@@ -243,10 +254,11 @@ async def test_a_steady_stream_goes_out_in_one_batch_per_flush_interval(db_dsn, 
         n += 1
         r.submit_records([rec(f"steady-{n}", 1)], pbx="ast1")
         await asyncio.sleep(0.001)
-    written_in_time = r.stats.batches
+    written_in_time, synced_in_time = r.stats.batches, fsyncs
     await r.drain()
     assert await count(db_dsn, "SELECT count(*) FROM call_events") == n
     assert 3 <= written_in_time <= 6, r.stats  # 1 s / 0.25 s, not one batch per round trip
+    assert 3 <= synced_in_time <= 6  # one fsync per batch, though the journal took rows every 10 ms
     r.flush_interval = 10.0
     await asyncio.sleep(0.3)  # the writer is now waiting out the long interval
     r.submit_records([rec(f"full-{i}", 1) for i in range(2000)], pbx="ast1")
@@ -268,4 +280,25 @@ async def test_a_row_that_cannot_be_journaled_is_refused_to_its_caller_and_harms
     r.submit_records([rec("good", 1), rec("good", 2)], pbx="ast1")
     await r.drain(timeout=10)
     assert await count(db_dsn, "SELECT count(*) FROM call_events") == 2
+    await r.close()
+
+
+async def test_rows_are_journaled_within_the_journal_interval_long_before_their_database_write(
+        db_dsn, tmp_path) -> None:
+    """Two cadences: the journal (what a crash of the daemon can lose) every 10 ms, the database
+    (five statements a batch) every flush_interval."""
+    r = recorder(db_dsn, tmp_path, flush_interval=30.0, journal_interval=0.01)
+    await r.start()
+    r.submit_records([rec("first", 1)], pbx="ast1")  # after a quiet spell a row goes straight through
+    async with asyncio.timeout(5):
+        while r.stats.written < 1:
+            await asyncio.sleep(0.01)
+    r.submit_records([rec("early", i) for i in range(1, 4)], pbx="ast1")
+    await asyncio.sleep(0.3)
+    lines = [line for p in sorted((tmp_path / "journal").glob("journal-*.jsonl"))
+             for line in p.read_text(encoding="utf-8").splitlines()]
+    assert [line.count('"early"') for line in lines] == [0, 1, 1, 1]  # handed to the OS
+    assert await count(db_dsn, "SELECT count(*) FROM call_events") == 1  # the next write waits 30 s
+    await r.drain(timeout=10)  # drain() does not wait for the interval
+    assert await count(db_dsn, "SELECT count(*) FROM call_events") == 4
     await r.close()
