@@ -340,6 +340,7 @@ class Recorder:
         self._flush_now = False  # drain(): write what is journaled without waiting for the interval
         self._waiting_empty = False  # the writer sleeps with nothing to journal: wake it for a row
         self._unsynced = False  # journal lines handed to the OS and not yet fsync'd
+        self._unlinking: set[asyncio.Future[None]] = set()  # committed segments being deleted
 
     # -- submission (synchronous; called from event handlers) ---------------------------------
     def submit_records(self, records: Iterable[JourneyRecord], pbx: str) -> None:
@@ -414,6 +415,8 @@ class Recorder:
         for seg in list(self._segments):
             if seg.committed >= seg.rows:
                 self._delete(seg)
+        if self._unlinking:
+            await asyncio.gather(*self._unlinking)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()
@@ -638,9 +641,24 @@ class Recorder:
         self._gc()
 
     def _gc(self) -> None:
+        """Delete closed segments whose rows are all in the database. The file goes in a worker
+        thread: unlinking a 16 MB segment took ~18 ms of the event loop at 1M (routing bench)."""
         for seg in list(self._segments):
             if seg is not self._current and seg.committed >= seg.rows:
-                self._delete(seg)
+                self._segments.remove(seg)
+                self.stats.segments_deleted += 1
+                task = asyncio.ensure_future(asyncio.to_thread(_unlink, seg.path))
+                self._unlinking.add(task)
+                task.add_done_callback(self._unlinking.discard)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # its rows are in the database: a leftover file is only replayed again
+        log.warning("recorder: could not delete the committed journal segment %s: %s", path, exc)
 
 
 def _count_lines(path: Path) -> int:

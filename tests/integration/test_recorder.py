@@ -302,3 +302,30 @@ async def test_rows_are_journaled_within_the_journal_interval_long_before_their_
     await r.drain(timeout=10)  # drain() does not wait for the interval
     assert await count(db_dsn, "SELECT count(*) FROM call_events") == 4
     await r.close()
+
+
+async def test_committed_segments_are_deleted_off_the_event_loop(db_dsn, tmp_path, monkeypatch) -> None:
+    """A full segment whose rows are all in PostgreSQL is deleted while the recorder runs, in a
+    worker thread (unlinking a 16 MB file held the event loop ~18 ms); nothing is left after close."""
+    import threading
+
+    import callcenter.storage.recorder as recmod
+
+    threads: list[str] = []
+    real_unlink = recmod._unlink
+
+    def spy(path) -> None:  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        real_unlink(path)
+
+    monkeypatch.setattr(recmod, "_unlink", spy)
+    r = recorder(db_dsn, tmp_path, segment_bytes=4096)
+    await r.start()
+    for n in range(20):
+        r.submit_records([rec(f"seg-{n}", i) for i in range(1, 11)], pbx="ast1")
+        await r.drain()
+    assert await count(db_dsn, "SELECT count(*) FROM call_events") == 200
+    assert r.stats.segments_deleted >= 5 and len(threads) >= 5
+    assert threading.main_thread().name not in threads
+    await r.close()
+    assert list((tmp_path / "journal").glob("*.jsonl")) == []
