@@ -35,7 +35,7 @@ import inspect
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -163,44 +163,44 @@ class AsteriskAdapter:
         AMI events translate to nothing, and the controller's subscriber is synchronous: no
         coroutine per event)."""
         events = self.translator.feed(msg, at)
-        if not events:
-            return None
+        return self._deliver(events) if events else None
+
+    def _deliver(self, events: list[Event]) -> Awaitable[None] | None:
+        """Hand ``events`` to the subscribers now, in order. When a subscriber returns an
+        awaitable, the rest (later subscribers, later events) waits for it: returned as one
+        awaitable. None when everything was delivered."""
         for i, event in enumerate(events):
             event = self._prepared(event)
-            handlers = list(self._handlers)
-            for j, handler in enumerate(handlers):
-                try:
-                    result = handler(event)
-                except Exception:
-                    self._handler_failed(event)
-                    continue
-                if result is not None and inspect.isawaitable(result):
-                    # this subscriber's work is awaited before anything after it is handed over
-                    return self._publish_rest(result, event, handlers[j + 1:], events[i + 1:])
+            rest = self._to_subscribers(event, list(self._handlers))
+            if rest is not None:
+                return self._then(rest, events[i + 1:])
         return None
 
-    async def _publish_rest(self, pending: Awaitable[Any], event: Event, handlers: list[EventHandler],
-                            events: list[Event]) -> None:
+    def _to_subscribers(self, event: Event, handlers: list[EventHandler]) -> Awaitable[None] | None:
+        for j, handler in enumerate(handlers):
+            try:
+                result = handler(event)
+            except Exception:
+                self._handler_failed(event)
+                continue
+            if result is not None and inspect.isawaitable(result):
+                return self._awaited(result, event, handlers[j + 1:])
+        return None
+
+    async def _awaited(self, pending: Awaitable[Any], event: Event, handlers: list[EventHandler]) -> None:
         try:
             await pending
         except Exception:
             self._handler_failed(event)
-        await self._to_handlers(event, handlers)
-        await self._publish(events)
+        rest = self._to_subscribers(event, handlers)
+        if rest is not None:
+            await rest
 
-    async def _publish(self, events: Iterable[Event]) -> None:
-        for event in events:
-            event = self._prepared(event)
-            await self._to_handlers(event, list(self._handlers))
-
-    async def _to_handlers(self, event: Event, handlers: list[EventHandler]) -> None:
-        for handler in handlers:
-            try:
-                result = handler(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                self._handler_failed(event)
+    async def _then(self, pending: Awaitable[None], events: list[Event]) -> None:
+        await pending
+        rest = self._deliver(events)
+        if rest is not None:
+            await rest
 
     def _prepared(self, event: Event) -> Event:
         """The event as subscribers see it (an Originate's result under the command's id), with
@@ -228,7 +228,9 @@ class AsteriskAdapter:
             return
         events = self.translator.resync(channels, queue_status, at=self._clock(), snapshot_at=snapshot_at)
         log.info("pbx %s: connected, %d live call(s) after resync", self._name, len(self.translator.live_calls()))
-        await self._publish(events)
+        rest = self._deliver(events)
+        if rest is not None:
+            await rest
 
     def _on_disconnected(self, exc: Exception | None) -> None:
         if exc is not None:
