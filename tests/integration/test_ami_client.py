@@ -357,6 +357,40 @@ async def test_agi_many_failures_are_per_command_and_nothing_is_left_behind() ->
             client.agi_many([(ch.name, "ANSWER", None, None)])
 
 
+async def test_agi_many_runs_no_task_and_times_each_command_out_on_its_own() -> None:
+    async with fake_server() as server, client_for(server, action_timeout=0.2) as client:
+        ch = server.add_channel("PJSIP/pstn-00000007", uniqueid="700.0")
+        server.start_agi(ch)
+
+        def agi(session: AmiSession, action: AmiMessage) -> None:
+            cid = action["CommandID"]
+            if cid == "mute":
+                return  # no response at all
+            session.respond(action, "Success", "Added AGI command to queue")
+            if cid == "late":
+                asyncio.get_running_loop().call_later(0.4, lambda: server.emit(
+                    "AsyncAGIExec", [("Result", "200%20result%3D1%0A"), ("CommandId", cid)], channel=ch))
+
+        server.on_action("AGI", agi)
+        tasks = len(asyncio.all_tasks())
+        lost, mute, late = client.agi_many([
+            (ch.name, "SET VARIABLE A 1", "lost", 0.1),  # answered, never executed
+            (ch.name, "SET VARIABLE B 1", "mute", 5.0),
+            (ch.name, "SET VARIABLE C 1", "late", 5.0),
+        ])
+        assert len(asyncio.all_tasks()) == tasks  # waiters, not tasks
+        with pytest.raises(ActionTimeout, match=r"'SET' \(CommandID lost\) on .*no AsyncAGIExec within 0.1 s"):
+            await lost
+        with pytest.raises(ActionTimeout, match=r"AGI \(ActionID .*\): no response within 0.2 s"):
+            await mute
+        assert not late.done()  # the batch's timer went off twice; the third command still waits
+        assert agi_result(await late).result == "1"
+        assert client.stats.action_timeouts == 2
+        conn = client._conn
+        assert conn is not None
+        await until(lambda: not conn.agi and not conn.agi_by_channel and not conn.pending)
+
+
 # -- link loss -----------------------------------------------------------------------------------
 async def test_disconnect_mid_action_fails_it_and_never_resends() -> None:
     async with fake_server() as server:

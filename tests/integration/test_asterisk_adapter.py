@@ -172,9 +172,11 @@ async def test_send_many_puts_a_decision_on_the_wire_before_returning_and_holds_
     async with pbx() as (server, _client, adapter, _events):
         server.agi_delay = 0.05
         before = server.count("AGI")
+        tasks = len(asyncio.all_tasks())
         sent = adapter.send_many([SetDisplayName(call_id=CALL, name="VIP Ivanova A.", command_id="n1"),
                                   RouteToQueue(call_id=CALL, queue="vip", priority=10, command_id="r1")])
         assert sent is not None
+        assert len(asyncio.all_tasks()) == tasks  # its results are gathered by callbacks, not tasks
         # busy: a second batch for the call is not sent now, a plain command waits its turn
         assert adapter.send_many([PlayPrompt(call_id=CALL, prompt="x", command_id="p")]) is None
         hangup = asyncio.ensure_future(adapter.execute(HangUp(call_id=CALL, command_id="h1")))
@@ -190,6 +192,21 @@ async def test_send_many_puts_a_decision_on_the_wire_before_returning_and_holds_
         assert server.received[-1].get("Action") == "Hangup"
         # not pipelined (a plain AMI action): nothing sent, the caller uses execute_many
         assert adapter.send_many([HangUp(call_id=CALL, command_id="h2")]) is None
+
+
+async def test_send_many_given_up_forgets_its_commands_and_frees_the_call() -> None:
+    async with pbx() as (server, client, adapter, _events):
+        server.agi_delay = 0.5
+        sent = adapter.send_many([RouteToQueue(call_id=CALL, queue="vip", priority=10, command_id="r1")])
+        assert sent is not None and client._conn is not None and client._conn.agi
+        sent.cancel()  # e.g. the call's driver stopped at shutdown
+        # at once, not when the PBX gets round to them (~0.5 s a command here)
+        await until(lambda: not client._conn.agi and not client._conn.pending, 0.3)  # type: ignore[union-attr]
+        again = adapter.send_many([SetDisplayName(call_id=CALL, name="Ivanova A.", command_id="n2")])
+        assert again is not None  # the call's turn was released
+        # The PBX still runs what it was sent, the first batch's BREAK included: the session is over.
+        [result] = await asyncio.wait_for(again, 3)
+        assert result.command_id == "n2" and not result.ok and "AGI session ended" in (result.error or ""), result
 
 
 async def test_agi_command_fails_fast_when_the_session_ends() -> None:

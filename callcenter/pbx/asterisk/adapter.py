@@ -30,6 +30,7 @@ into AMI actions / AGI commands. Nothing past this module sees a raw AMI message
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -72,7 +73,7 @@ class _Sent:
     cmd: Command
     refused: str | None
     steps: list[AgiCommand]
-    waiting: list[asyncio.Task[AmiMessage]] = dataclasses.field(default_factory=list)
+    waiting: list[asyncio.Future[AmiMessage]] = dataclasses.field(default_factory=list)
 
 
 class AsteriskAdapter:
@@ -267,7 +268,7 @@ class AsteriskAdapter:
         (routing, deciding inside the event dispatcher's callback). Only the pipelined case:
         every step an AGI command, the link up and the call's turn free; otherwise None and
         nothing is sent (use ``execute_many``). The call's turn is taken now and released when
-        the results are in; the returned task has them whether or not anyone awaits it."""
+        the results are in; the returned future has them whether or not anyone awaits it."""
         if not cmds:
             return None
         turn = self._turn(cmds[0])
@@ -279,9 +280,7 @@ class AsteriskAdapter:
         except BaseException:
             turn.release()
             raise
-        task = asyncio.ensure_future(self._results(sent))
-        task.add_done_callback(lambda _: turn.release())
-        return task
+        return self._results(sent, turn.release)
 
     def _pipelined(self, cmds: list[Command]) -> list[tuple[Command, str | None, list[AgiCommand]]] | None:
         """Each command with its channel and AGI steps; None if any step is a plain AMI action."""
@@ -324,17 +323,47 @@ class AsteriskAdapter:
             i += len(one.steps)
         return sent
 
-    async def _results(self, sent: list[_Sent]) -> list[CommandResult]:
-        results = []
-        for one in sent:
-            detail: dict[str, Any] = {}
-            failure = one.refused
-            for step, waiting in zip(one.steps, one.waiting, strict=True):
-                outcome = await self._agi_outcome(step, detail, waiting)
-                failure = failure or outcome
-            results.append(self._fail(one.cmd, failure, detail) if failure is not None
-                           else CommandResult(one.cmd.command_id, ok=True, detail=detail))
-        return results
+    def _results(self, sent: list[_Sent], then: Callable[[], None] | None = None
+                 ) -> asyncio.Future[list[CommandResult]]:
+        """A future of the batch's results, resolved by its steps' futures' callbacks (no task:
+        a routed call waits for 3-4 results). ``then`` runs once every step is settled.
+        Cancelling the future cancels the steps still waiting."""
+        out: asyncio.Future[list[CommandResult]] = asyncio.get_running_loop().create_future()
+        waiting = [w for one in sent for w in one.waiting]
+        left = len(waiting)
+
+        def settled(_: object = None) -> None:
+            nonlocal left
+            left -= 1
+            if left > 0:
+                return
+            if then is not None:
+                then()
+            if not out.done():
+                out.set_result([self._result(one) for one in sent])
+
+        def abandoned(fut: asyncio.Future[list[CommandResult]]) -> None:
+            if fut.cancelled():
+                for w in waiting:
+                    w.cancel()
+
+        if not waiting:
+            left = 1
+            settled()
+            return out
+        for w in waiting:
+            w.add_done_callback(settled)
+        out.add_done_callback(abandoned)
+        return out
+
+    def _result(self, one: _Sent) -> CommandResult:
+        detail: dict[str, Any] = {}
+        failure = one.refused
+        for step, waiting in zip(one.steps, one.waiting, strict=True):
+            outcome = self._agi_outcome(step, detail, waiting)
+            failure = failure or outcome
+        return (self._fail(one.cmd, failure, detail) if failure is not None
+                else CommandResult(one.cmd.command_id, ok=True, detail=detail))
 
     async def _execute(self, cmd: Command) -> CommandResult:
         channel = cmd.channel or (self.translator.caller_channel(cmd.call_id) if cmd.call_id else None)
@@ -376,9 +405,13 @@ class AsteriskAdapter:
         if refused is not None:
             return refused
         assert channel is not None
-        waiting = self._client.agi(channel, step.command, command_id=step.command_id,
-                                   timeout=self._agi_timeout_for(cmd))
-        return await self._agi_outcome(step, detail, waiting)
+        try:
+            [waiting] = self._client.agi_many([(channel, step.command, step.command_id, self._agi_timeout_for(cmd))])
+        except (AmiError, ValueError) as exc:  # nothing was sent
+            return f"{_verb(step)}: {type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):  # judged below, from the settled future
+            await waiting
+        return self._agi_outcome(step, detail, waiting)
 
     def _agi_refusal(self, cmd: Command, channel: str | None) -> str | None:
         """Why no AGI command can go to this call now (None: it can)."""
@@ -395,12 +428,14 @@ class AsteriskAdapter:
             timeout += cmd.timeout_ms / 1000
         return timeout
 
-    async def _agi_outcome(self, step: AgiCommand, detail: dict[str, Any],
-                           waiting: Awaitable[AmiMessage]) -> str | None:
-        """An AGI step's result (None) or why it failed; ``detail`` gets its result text."""
+    def _agi_outcome(self, step: AgiCommand, detail: dict[str, Any],
+                     done: asyncio.Future[AmiMessage]) -> str | None:
+        """A settled AGI step's result (None) or why it failed; ``detail`` gets its result text."""
         verb = _verb(step)
+        if done.cancelled():
+            return f"{verb}: cancelled before its result came"
         try:
-            exec_event = await waiting
+            exec_event = done.result()
         except AgiEnded:
             return f"{verb}: the AGI session ended before it ran (BREAK, hangup, redirect or controller timeout)"
         except ActionFailed as exc:  # Channel ... does not exist.

@@ -162,12 +162,17 @@ class AmiStats:
 
 
 class _Pending:
-    __slots__ = ("future", "is_list", "items", "name", "response")
+    """An action waiting for its response. An AGI action has no future of its own: its reply
+    goes to its ``_AgiSent`` (``agi``), whose one future carries the command's outcome."""
 
-    def __init__(self, name: str, future: asyncio.Future[Any], is_list: bool) -> None:
+    __slots__ = ("agi", "future", "is_list", "items", "name", "response")
+
+    def __init__(self, name: str, future: asyncio.Future[Any] | None, is_list: bool,
+                 agi: _AgiSent | None = None) -> None:
         self.name = name
         self.future = future
         self.is_list = is_list
+        self.agi = agi
         self.response: AmiMessage | None = None
         self.items: list[AmiMessage] = []
 
@@ -178,17 +183,32 @@ AgiRequest = tuple[str, str, "str | None", "float | None"]
 
 @dataclass(slots=True)
 class _AgiSent:
-    """An AGI action registered on a connection: its reply and AsyncAGIExec waiters, its bytes."""
+    """An AGI action registered on a connection: its bytes, and the one future that gets its
+    AsyncAGIExec (or why there is none: refused, timed out, session ended, link lost)."""
 
     channel: str
     command: str
     cid: str
     aid: str
     fut: asyncio.Future[AmiMessage]
-    pending: _Pending
     limit: float
-    deadline: float
+    reply_by: float  # loop time: the action's response is due (min(action_timeout, limit))
+    deadline: float  # loop time: the AsyncAGIExec is due
     data: bytes
+    replied: bool = False
+
+
+class _AgiBatch:
+    """The AGI actions of one write, watched by one timer instead of a task and two timeouts
+    per command (a routed call sends 3-4: display name, queue, priority, BREAK)."""
+
+    __slots__ = ("conn", "left", "sent", "timer")
+
+    def __init__(self, conn: _Connection, sent: list[_AgiSent]) -> None:
+        self.conn = conn
+        self.sent = sent
+        self.left = len(sent)
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class _Shard:
@@ -408,26 +428,25 @@ class AmiClient(LinkSupervisor):
         ``ConnectionLost``.
         """
         conn = self._live()
-        sent = self._agi_register(conn, channel, command, command_id, timeout)
-        try:
-            self._write(conn, sent.data)
-        except BaseException:
-            self._agi_forget(conn, sent)
-            raise
-        return await self._agi_wait(conn, sent)
+        return await self._agi_send(conn, [(channel, command, command_id, timeout)])[0]
 
-    def agi_many(self, commands: Sequence[AgiRequest]) -> list[asyncio.Task[AmiMessage]]:
+    def agi_many(self, commands: Sequence[AgiRequest]) -> list[asyncio.Future[AmiMessage]]:
         """Queue several AsyncAGI commands **now**, in order, in one socket write.
 
         Each item is ``(channel, command, command_id, timeout)`` as for ``agi()``. Returns one
-        task per command, resolving as ``agi()`` does (its ``AsyncAGIExec`` event, or the same
-        exceptions). The actions are on the socket when this returns, so the PBX queues them in
-        this order whoever awaits the tasks, and when: a caller can put a call's commands on the
-        wire from a plain callback and wait for their results elsewhere. Raises
-        ``ConnectionLost`` (nothing sent) when the link is down, ``ValueError`` for a
-        CommandID already in flight or an action that cannot be encoded.
+        future per command, resolving as ``agi()`` does (its ``AsyncAGIExec`` event, or the same
+        exceptions); cancelling one forgets its command. The actions are on the socket when this
+        returns, so the PBX queues them in this order whoever awaits the futures, and when: a
+        caller can put a call's commands on the wire from a plain callback and wait for their
+        results elsewhere. Raises ``ConnectionLost`` (nothing sent) when the link is down,
+        ``ValueError`` for a CommandID already in flight or an action that cannot be encoded.
         """
-        conn = self._live()
+        return self._agi_send(self._live(), commands)
+
+    def _agi_send(self, conn: _Connection, commands: Sequence[AgiRequest]) -> list[asyncio.Future[AmiMessage]]:
+        """Register, write in one go, and watch: no task per command. Each command's future is
+        resolved by the reader (AsyncAGIExec, an error response, the session's end, the link's
+        loss) or by the batch's timer; its waiters are forgotten when it is done."""
         sent: list[_AgiSent] = []
         try:
             for channel, command, command_id, timeout in commands:
@@ -437,13 +456,14 @@ class AmiClient(LinkSupervisor):
             for s in sent:
                 self._agi_forget(conn, s)
             raise
-        tasks = []
+        if not sent:
+            return []
+        batch = _AgiBatch(conn, sent)
+        done = functools.partial(self._agi_done, batch)
         for one in sent:
-            task = asyncio.ensure_future(self._agi_wait(conn, one))
-            # a task cancelled before its first step never runs _agi_wait's cleanup
-            task.add_done_callback(functools.partial(self._agi_forgotten, conn, one))
-            tasks.append(task)
-        return tasks
+            one.fut.add_done_callback(functools.partial(done, one))
+        self._agi_arm(batch)
+        return [one.fut for one in sent]
 
     def _agi_register(self, conn: _Connection, channel: str, command: str, command_id: str | None,
                       timeout: float | None) -> _AgiSent:
@@ -456,11 +476,13 @@ class AmiClient(LinkSupervisor):
         fut: asyncio.Future[AmiMessage] = loop.create_future()
         aid = self._next_id("agi")
         data = encode_action("AGI", [("Channel", channel), ("Command", command), ("CommandID", cid)], aid)
-        pending = _Pending("AGI", loop.create_future(), False)
+        now = loop.time()
+        reply_by = now + min(self.action_timeout, limit)
+        sent = _AgiSent(channel, command, cid, aid, fut, limit, reply_by, now + limit, data)
         conn.agi[cid] = (channel, fut)
         conn.agi_by_channel.setdefault(channel, set()).add(cid)
-        conn.pending[aid] = pending
-        return _AgiSent(channel, command, cid, aid, fut, pending, limit, loop.time() + limit, data)
+        conn.pending[aid] = _Pending("AGI", None, False, sent)
+        return sent
 
     def _agi_forget(self, conn: _Connection, sent: _AgiSent) -> None:
         conn.pending.pop(sent.aid, None)
@@ -476,30 +498,37 @@ class AmiClient(LinkSupervisor):
             fut.exception()  # retrieved: an AgiEnded that raced a failed action is not "lost"
         else:
             fut.cancel()
-        reply = sent.pending.future
-        if reply.done() and not reply.cancelled():
-            reply.exception()
-        else:
-            reply.cancel()
 
-    def _agi_forgotten(self, conn: _Connection, sent: _AgiSent, _task: asyncio.Task[AmiMessage]) -> None:
-        self._agi_forget(conn, sent)
+    def _agi_done(self, batch: _AgiBatch, sent: _AgiSent, _fut: asyncio.Future[AmiMessage]) -> None:
+        self._agi_forget(batch.conn, sent)
+        batch.left -= 1
+        if not batch.left and batch.timer is not None:
+            batch.timer.cancel()
+            batch.timer = None
 
-    async def _agi_wait(self, conn: _Connection, sent: _AgiSent) -> AmiMessage:
-        """The action's response, then its AsyncAGIExec, within the command's limits."""
-        try:
-            await self._await_reply(conn, sent.aid, sent.pending, min(self.action_timeout, sent.limit))
-            try:
-                async with asyncio.timeout_at(sent.deadline):
-                    return await sent.fut
-            except TimeoutError:
+    def _agi_arm(self, batch: _AgiBatch) -> None:
+        """The batch's timer at its next due time: a missing response, else a missing result."""
+        due = min((s.deadline if s.replied else s.reply_by) for s in batch.sent if not s.fut.done())
+        batch.timer = asyncio.get_running_loop().call_at(due, self._agi_due, batch)
+
+    def _agi_due(self, batch: _AgiBatch) -> None:
+        batch.timer = None
+        now = asyncio.get_running_loop().time()
+        for s in batch.sent:
+            if s.fut.done():
+                continue
+            if not s.replied and now >= s.reply_by:
                 self._stats.action_timeouts += 1
-                raise ActionTimeout(
-                    f"AGI {sent.command.split(' ', 1)[0]!r} (CommandID {sent.cid}) on {sent.channel}: "
-                    f"no AsyncAGIExec within {sent.limit:g} s"
-                ) from None
-        finally:
-            self._agi_forget(conn, sent)
+                s.fut.set_exception(ActionTimeout(
+                    f"AGI (ActionID {s.aid}): no response within {min(self.action_timeout, s.limit):g} s"))
+            elif now >= s.deadline:
+                self._stats.action_timeouts += 1
+                s.fut.set_exception(ActionTimeout(
+                    f"AGI {s.command.split(' ', 1)[0]!r} (CommandID {s.cid}) on {s.channel}: "
+                    f"no AsyncAGIExec within {s.limit:g} s"
+                ))
+        if any(not s.fut.done() for s in batch.sent):
+            self._agi_arm(batch)
 
     # -- internals: requests --------------------------------------------------------------------
     def _next_id(self, prefix: str) -> str:
@@ -552,6 +581,7 @@ class AmiClient(LinkSupervisor):
         if limit is None:
             limit = self.action_timeout
         try:
+            assert pending.future is not None
             async with asyncio.timeout(limit):
                 return await pending.future
         except TimeoutError:
@@ -648,7 +678,19 @@ class AmiClient(LinkSupervisor):
             self._stats.unmatched_responses += 1
             log.debug("AMI %s: response for unknown/expired ActionID %r ignored", self.name, aid)
             return
+        agi = pending.agi
+        if agi is not None:
+            del conn.pending[agi.aid]
+            if response == "Error":
+                self._stats.action_errors += 1
+                if not agi.fut.done():
+                    reason = msg.get("Message") or "Response: Error"
+                    agi.fut.set_exception(ActionFailed(f"AGI: {reason}", msg))
+            else:
+                agi.replied = True
+            return
         fut = pending.future
+        assert fut is not None
         if fut.done():
             return
         if response == "Error":
@@ -667,8 +709,9 @@ class AmiClient(LinkSupervisor):
         pending = conn.lists.get(aid)
         if pending is not None:
             pending.items.append(msg)
-            if _is_complete(msg, event) and not pending.future.done():
-                pending.future.set_result((pending.response or msg, pending.items))
+            fut = pending.future
+            if _is_complete(msg, event) and fut is not None and not fut.done():
+                fut.set_result((pending.response or msg, pending.items))
             return True
         if aid in conn.abandoned:
             if _is_complete(msg, event):
@@ -844,7 +887,7 @@ class AmiClient(LinkSupervisor):
             self._paused = False
         text = str(reason)
         for pending in conn.pending.values():
-            if not pending.future.done():
+            if pending.future is not None and not pending.future.done():
                 pending.future.set_exception(ConnectionLost(f"{pending.name}: {text}"))
         for cid, (chan, fut) in conn.agi.items():
             if not fut.done():
