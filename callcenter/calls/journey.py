@@ -49,7 +49,9 @@ controller_attached   ControllerAttached / ``controller_released`` ControllerRel
 ivr_node              IvrNodeEntered (``ivr_node`` = the node)
 digits                DigitsCollected (detail: digits, timeout, hangup, command_id)
 dtmf                  DtmfReceived (detail: digit)
-prompt_finished       PromptFinished (detail: result, hangup, command_id)
+prompt_finished       PromptFinished (detail: result, hangup, command_id): a prompt played, or
+                      any command that failed or was cut off (a control command's success,
+                      e.g. SET VARIABLE, is no event: the ``routed`` note holds the decision)
 variable              VariableSet (detail: name, value)
 queue_join            QueueJoined (detail: position, count, after = previous stint outcome)
 overflow              queue -> queue move (detail: from_queue, to_queue, by = controller |

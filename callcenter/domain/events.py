@@ -155,7 +155,10 @@ class DtmfReceived(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PromptFinished(Event):
-    """A prompt/command the controller started on the call has finished."""
+    """A prompt/command the controller started on the call has finished. Not for a control
+    command that only set channel state and succeeded (Asterisk ``SET VARIABLE``, ``ASYNCAGI
+    BREAK``; FreeSWITCH ``set``...): the adapters drop those acknowledgements, they are no step of
+    the caller's journey. A failed or cut-off one is reported."""
 
     type: ClassVar[str] = "prompt_finished"
     command_id: str | None = None

@@ -240,10 +240,8 @@ ASYNCAGI_IVR = [
     # DTMF 1 during GET DATA: DTMFEnd, then AsyncAGIExec result=1 (= the digits).
     E("dtmf_received", C, channel=CALLER, digit="1"),
     E("digits_collected", C, command_id="c2-getdata", digits="1", hangup=False),
-    E("prompt_finished", C, command_id="c3-queue", result="200 result=1", hangup=False),
-    E("prompt_finished", C, command_id="c4-prio", result="200 result=1", hangup=False),
-    E("prompt_finished", C, command_id="c5-cidname", result="200 result=1", hangup=False),
-    E("prompt_finished", C, command_id="c6-break", result="200 result=0", hangup=False),
+    # c3-queue, c4-prio, c5-cidname (SET VARIABLE) and c6-break (ASYNCAGI BREAK) succeed: control
+    # commands' acknowledgements are not journey steps, no event
     E("controller_released", C, channel=CALLER),  # AsyncAGIEnd after ASYNCAGI BREAK
     # Queue(sales) with QUEUE_PRIO=10 (not visible in QueueCallerJoin); Alice answers after 1 s.
     E("queue_joined", C, queue="sales", position=1),
@@ -267,7 +265,7 @@ ASYNCAGI_NO_CONTROLLER = [
     arrived(PB, "2025550191", "5550110", CH_B),
     E("call_answered", PB, channel=CH_B),
     E("controller_attached", PB, channel=CH_B, caller_number="2025550191", did="5550110"),
-    E("prompt_finished", PB, command_id="b1-break", result="200 result=0", hangup=False),
+    # b1-break (the late ASYNCAGI BREAK) succeeds: no event
     E("controller_released", PB, channel=CH_B),
     E("queue_joined", PB, queue="support", position=1),
     E("agent_offered", PB, queue="support", agent=ALICE, agent_channel="PJSIP/1001-00000002"),
@@ -298,8 +296,7 @@ ASYNCAGI_NO_CONTROLLER = [
     arrived(PD, "2025550193", "5550111", CH_D),
     E("call_answered", PD, channel=CH_D),
     E("controller_attached", PD, channel=CH_D, caller_number="2025550193", did="5550111"),
-    E("prompt_finished", PD, command_id="d1-queue", result="200 result=1", hangup=False),
-    E("prompt_finished", PD, command_id="d2-break", result="200 result=0", hangup=False),
+    # d1-queue (SET VARIABLE) and d2-break succeed: no event
     E("controller_released", PD, channel=CH_D),
     E("queue_joined", PD, queue="sales", position=1),
     E("agent_offered", PD, queue="sales", agent=ALICE, agent_channel="PJSIP/1001-00000006"),

@@ -223,8 +223,7 @@ SENDMSG_IVR = [
     E("dtmf_received", C, channel=C, digit="1"),  # INFO DTMF 1 at +3 s
     # play_and_get_digits completes with variable_cc_digit=1; Application-UUID = the Event-UUID sent
     E("digits_collected", C, command_id="d63240f4-1b5e-4d1e-9241-a08c23dcd9f1", digits="1", hangup=False),
-    # the queued `set cc_after_ivr=yes` (no Event-UUID: a random Application-UUID) ran after it
-    E("prompt_finished", C, command_id="d46870c3-e107-4e0a-9380-e38c0a69b211", result=None, hangup=False),
+    # the queued `set cc_after_ivr=yes` ran after it: a control application, no event
     # uuid_setvar x2 (no events), bgapi uuid_transfer -> UNPARK
     E("controller_released", C, channel=C),
     *answered_in(C, SALES, "1001", A, talk_s=4, ended_by="caller"),
@@ -452,9 +451,21 @@ def test_eavesdrop_dtmf_switches_modes_without_any_variable() -> None:
 def test_without_event_lock_the_queued_set_runs_inside_the_digit_collection() -> None:
     """checks/sendmsg_no_event_lock: the `set` sent behind play_and_get_digits completed 1 ms after
     PLAYBACK_START, before the digit -- why the adapter sends executes with event-lock."""
-    events, _ = replay(FIXTURES / "checks" / "sendmsg_no_event_lock.esl.txt")
+    path = FIXTURES / "checks" / "sendmsg_no_event_lock.esl.txt"
+    seen = [(ev.get("Event-Name"), ev.get("Application") or ev.get("DTMF-Digit"))
+            for ev, _ in trace_events(path)
+            if ev.get("Event-Name") in ("CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE", "DTMF")]
+    menu = seen.index(("CHANNEL_EXECUTE", "play_and_get_digits"))
+    assert seen[menu:menu + 5] == [
+        ("CHANNEL_EXECUTE", "play_and_get_digits"),
+        ("CHANNEL_EXECUTE", "set"),
+        ("CHANNEL_EXECUTE_COMPLETE", "set"),  # before the caller's digit
+        ("DTMF", "1"),
+        ("CHANNEL_EXECUTE_COMPLETE", "play_and_get_digits"),
+    ]
+    events, _ = replay(path)
     kinds = [e.type for e in events if e.type in ("prompt_finished", "digits_collected", "dtmf_received")]
-    assert kinds == ["prompt_finished", "dtmf_received", "digits_collected"]
+    assert kinds == ["dtmf_received", "digits_collected"]  # the set's completion is no journey step
     # uuid_kill of the parked caller: FreeSWITCH sent the BYE
     assert events[-1].type == "call_ended" and events[-1].to_dict()["hung_up_by"] == "system"
 

@@ -154,6 +154,30 @@ def test_get_data_timeout_without_digits_and_with_partial_digits() -> None:
     assert (bad["type"], bad["result"]) == ("prompt_finished", "510 Invalid or unknown command")
 
 
+def test_control_commands_are_journey_steps_only_when_they_fail() -> None:
+    feed = Feeder()
+    start_call(feed)
+    feed("AsyncAGIStart", **snap(), Env="")
+
+    def run(command: str, result: str, cid: str) -> list[dict[str, Any]]:
+        feed("AGIExecStart", **snap(), Command=command)
+        return feed("AsyncAGIExec", **snap(), Result=result, CommandId=cid)
+
+    assert run("SET VARIABLE CC_QUEUE sales", "200%20result%3D1%0A", "q") == []
+    assert run("set variable CALLERID(name) \"VIP\"", "200%20result%3D1%0A", "n") == []
+    assert run("ANSWER", "200%20result%3D0%0A", "a") == []
+    (played,) = run('STREAM FILE hello-world ""', "200%20result%3D0%20endpos%3D11360%0A", "p")
+    assert (played["type"], played["command_id"]) == ("prompt_finished", "p")
+    (refused,) = run("SET VARIABLE", "520%20Invalid%20command%20syntax.%0A", "bad")
+    assert (refused["type"], refused["result"]) == ("prompt_finished", "520 Invalid command syntax.")
+    (cut,) = run("SET VARIABLE CC_PRIO 5", "200%20result%3D-1%0A", "cut")  # cut off
+    assert (cut["type"], cut["command_id"]) == ("prompt_finished", "cut")
+    (unknown,) = feed("AsyncAGIExec", **snap(), Result="200%20result%3D1%0A", CommandId="x")  # no AGIExecStart
+    assert unknown["type"] == "prompt_finished"
+    assert run("ASYNCAGI BREAK", "200%20result%3D0%0A", "b") == []
+    assert [e["type"] for e in feed("AsyncAGIEnd", **snap())] == ["controller_released"]
+
+
 def test_cc_node_wins_over_guessed_nodes() -> None:
     feed = Feeder()
     start_call(feed)

@@ -111,3 +111,22 @@ def test_tiers_are_announced_as_queue_memberships_and_reconciled() -> None:
     fewer = TIERS.replace("sales@default|1002|Ready|1|2\n", "").replace("+OK", "support@default|1003|Ready|0|1\n+OK")
     (removed,) = t.resync(channels(), at=T0, tiers=fewer)
     assert (removed.agent, removed.queue, removed.added) == ("1002", "sales@default", False)
+
+
+def test_control_applications_are_journey_steps_only_when_they_fail() -> None:
+    t = FreeswitchTranslator("fs")
+    row = {"uuid": C, "direction": "inbound", "initial_cid_num": "2125550199", "initial_dest": "5550199",
+           "initial_context": "callcenter_inbound", "callstate": "ACTIVE", "application": "park"}
+    t.resync(channels(row), at=T0, snapshot_at=T0)
+    assert t.is_controlled(C)
+
+    def complete(app: str, response: str = "_none_", answer_state: str = "answered") -> list[str]:
+        ev = EslEvent({"Event-Name": "CHANNEL_EXECUTE_COMPLETE", "Unique-ID": C, "Application": app,
+                       "Application-Response": response, "Application-UUID": f"{app}-1",
+                       "Answer-State": answer_state})
+        return [e.type for e in t.feed(ev, T0 + timedelta(seconds=1))]
+
+    assert complete("set") == [] and complete("export") == [] and complete("answer") == []
+    assert complete("playback", "FILE PLAYED") == ["prompt_finished"]
+    assert complete("set", "-ERR no data") == ["prompt_finished"]
+    assert complete("set", answer_state="hangup") == ["prompt_finished"]

@@ -62,7 +62,11 @@ AsyncAGI
     ``AsyncAGIExec`` -> ``DigitsCollected`` for ``GET DATA`` (the command text comes from the
     preceding ``AGIExecStart``: commands run one at a time per channel; its own CommandId is an
     internal number, so the controller's ``CommandId`` is taken from AsyncAGIExec only), else
-    ``PromptFinished``; ``AsyncAGIEnd`` -> ``ControllerReleased``. An AGI result of -1 means the
+    ``PromptFinished``, except for a control command that succeeded (``SET VARIABLE``,
+    ``ASYNCAGI BREAK``, ``ANSWER``...: ``_AGI_CONTROL``): setting state on the channel is not a
+    step of the caller's journey (the controller's ``routed`` note holds what those commands
+    carry out), so its acknowledgement produces no event; a failed or cut-off one does.
+    ``AsyncAGIEnd`` -> ``ControllerReleased``. An AGI result of -1 means the
     command was cut off; it is a hangup only if a hangup request on the channel preceded it --
     the fail-open absolute timeout produces the same -1 with no request (asyncagi_no_controller
     phase E), and the caller then continues into the fallback queue.
@@ -228,6 +232,10 @@ _ORIGINATE_REASONS: dict[str, str] = {
 
 _GONE_MAX = 4096
 _AGI_REPLY = re.compile(r"^(?P<code>\d{3})(?: result=(?P<result>\S*))?")
+# AGI commands that only set or read channel state, or hand the channel back (upper case, by
+# prefix; "SET " covers SET VARIABLE/CALLERID/CONTEXT/EXTENSION/PRIORITY/MUSIC/AUTOHANGUP).
+_AGI_CONTROL = ("SET ", "ASYNCAGI BREAK", "ANSWER", "NOOP", "VERBOSE", "GET VARIABLE", "GET FULL VARIABLE",
+                "DATABASE ", "CHANNEL STATUS", "HANGUP")
 _UNKNOWN_VALUES = frozenset({"", "<unknown>", "unknown"})
 
 LegKind = Literal["caller", "agent", "originated", "other"]
@@ -866,8 +874,11 @@ class AsteriskTranslator:
         code = m.group("code") if m else None
         value = m.group("result") if m else None
         cut_off = value == "-1"
+        upper = command.upper()
+        if code == "200" and not cut_off and upper.startswith(_AGI_CONTROL):
+            return []  # an acknowledgement, not a step of the journey (see the module notes)
         hangup = cut_off and leg.hangup_requested
-        if code == "200" and command.upper().startswith("GET DATA"):
+        if code == "200" and upper.startswith("GET DATA"):
             return [
                 DigitsCollected(
                     pbx=self.pbx,

@@ -41,7 +41,10 @@ Controller (park)
     (sendmsg_ivr: EXECUTE/EXECUTE_COMPLETE then PRIVATE_COMMAND, no UNPARK); their
     ``CHANNEL_EXECUTE_COMPLETE`` becomes ``DigitsCollected`` for ``play_and_get_digits`` (digits
     from ``variable_<var_name>``, only when ``variable_read_result`` is ``success``: the variable
-    stays on the channel after a later failure) and ``PromptFinished`` for anything else.
+    stays on the channel after a later failure) and ``PromptFinished`` for anything else but a
+    control application that completed (``set``, ``export``, ``answer``...: ``_CONTROL_APPS``;
+    setting channel state is not a step of the caller's journey, the controller's ``routed``
+    note holds what it carries out; one cut off by a hangup or answering ``-ERR`` still is).
     ``command_id`` is the ``Application-UUID``, which is the ``Event-UUID`` of the sendmsg that
     started it (the adapter maps it back to its command id). A completion whose
     ``Answer-State`` is ``hangup`` is flagged ``hangup`` (park_hangup_in_ivr).
@@ -180,6 +183,12 @@ DEFAULT_IVR_APPS: frozenset[str] = frozenset(
 
 # Of those, the places where the caller only waits (park for the controller, music).
 HOLD_APPS: frozenset[str] = frozenset({"park", "endless_playback"})
+# Applications that only set channel state (what the controller's SetVariable / display name
+# run with sendmsg); their completion is no PromptFinished unless it failed or was cut off.
+_CONTROL_APPS: frozenset[str] = frozenset({
+    "set", "export", "unset", "multiset", "push", "unshift", "set_global", "set_profile_var",
+    "answer", "pre_answer", "ring_ready", "log", "info", "hash",
+})
 
 # Caller-leg variables reported as ``VariableSet`` (the fail-open path sets CC_FAILOPEN).
 DEFAULT_WATCHED_VARIABLES: frozenset[str] = frozenset({"CC_FAILOPEN"})
@@ -887,6 +896,8 @@ class FreeswitchTranslator:
             return [DigitsCollected(pbx=self.pbx, call_id=call.call_id, at=at, channel=uuid, digits=digits,
                                     command_id=command_id, hangup=hangup)]
         response = ev.get("Application-Response")
+        if app in _CONTROL_APPS and not hangup and not (response or "").startswith("-ERR"):
+            return []  # an acknowledgement, not a step of the journey (see the module notes)
         return [PromptFinished(pbx=self.pbx, call_id=call.call_id, at=at, channel=uuid, command_id=command_id,
                                result=None if response in (None, "_none_") else response, hangup=hangup)]
 
