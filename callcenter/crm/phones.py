@@ -24,6 +24,12 @@ class PhoneError(ValueError):
     pass
 
 
+# Regions of the North American Numbering Plan whose plain ten-digit numbers ``_nanp`` may
+# normalise without libphonenumber (country code 1, national prefix 1).
+_NANP_REGIONS = frozenset({"US", "CA"})
+_NPA_FIRST = frozenset("23456789")
+
+
 @functools.lru_cache(maxsize=65536)
 def to_e164(raw: str | None, default_region: str = "US", *, strict: bool = False) -> str | None:
     """E.164 for ``raw``; ``None`` for a withheld number. Raises PhoneError if it is not a phone
@@ -37,6 +43,35 @@ def to_e164(raw: str | None, default_region: str = "US", *, strict: bool = False
     text = text.translate(_FORMATTING)
     if text.startswith("00"):
         text = "+" + text[2:]
+    fast = _nanp(text, default_region)
+    if fast is not None:
+        return fast
+    return _parse(raw, text, default_region, strict)
+
+
+def _nanp(text: str, default_region: str) -> str | None:
+    """libphonenumber's answer for the caller ids a North American PBX sends most, without it
+    (~55 us a number): ``NXXNXXXXXX``, ``1NXXNXXXXXX`` and ``+1NXXNXXXXXX`` (N = 2-9) in a NANP
+    default region (``+1...`` in any). None: not one of those forms, ask libphonenumber. Each
+    is country code 1 and a ten-digit national number whose area code starts with 2-9, which
+    libphonenumber formats as ``+1`` and those digits; tests/unit/test_phones.py compares the
+    two on generated numbers."""
+    n = len(text)
+    if n < 10 or n > 12 or not text.isascii():
+        return None
+    if n == 12:
+        national = text[2:] if text.startswith("+1") else ""
+    elif n == 11:
+        national = text[1:] if text[0] == "1" and default_region.upper() in _NANP_REGIONS else ""
+    else:
+        national = text if default_region.upper() in _NANP_REGIONS else ""
+    if not national or national[0] not in _NPA_FIRST or not national.isdigit():
+        return None
+    return "+1" + national
+
+
+def _parse(raw: str, text: str, default_region: str, strict: bool) -> str:
+    """libphonenumber: any number, any region."""
     try:
         num = phonenumbers.parse(text, default_region.upper())
     except phonenumbers.NumberParseException as exc:
