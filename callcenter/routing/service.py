@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,6 +83,7 @@ from callcenter.yamlconf import ConfigError
 
 if TYPE_CHECKING:
     from callcenter.app import Controller
+    from callcenter.calls.live import LiveRegistry
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,37 @@ def _first_batch(d: Decision, commands: list[Command]) -> list[Command]:
     return commands
 
 
+class _LiveQueues(Mapping[str, QueueLive]):
+    """The live state of a rule set's queues (by logical name), each computed on first read.
+
+    A decision reads a few queues at most (the live conditions of the rules it tries, the
+    chosen queue's callback offer), and each ``queue_stats`` walks that queue's members: with
+    tens of agents in tens of queues, computing them all for every call cost more than the
+    decision. Nothing else runs while a decision is taken, so the queues read are the same as
+    if they had all been read at once."""
+
+    __slots__ = ("_done", "_live", "_now", "_pbx", "_pbx_type", "_rules")
+
+    def __init__(self, live: LiveRegistry, rules: RuleSet, pbx: str, pbx_type: str | None, now: datetime) -> None:
+        self._live, self._rules, self._pbx, self._pbx_type, self._now = live, rules, pbx, pbx_type, now
+        self._done: dict[str, QueueLive] = {}
+
+    def __getitem__(self, name: str) -> QueueLive:
+        q = self._done.get(name)
+        if q is None:
+            cfg = self._rules.queues[name]  # KeyError: not a queue of the rules
+            s = self._live.queue_stats(cfg.pbx_name(name, self._pbx, self._pbx_type), self._now)
+            q = self._done[name] = QueueLive(s.logged_in, s.available, s.busy, s.paused, s.waiting,
+                                             s.longest_wait_s, s.estimated_wait_s)
+        return q
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rules.queues)
+
+    def __len__(self) -> int:
+        return len(self._rules.queues)
+
+
 class RoutingService:
     def __init__(
         self,
@@ -251,12 +283,8 @@ class RoutingService:
         return q.pbx_name(queue, pbx, self.pbx_types.get(pbx)) if q is not None else queue
 
     def live_state(self, rules: RuleSet, pbx: str, now: datetime) -> LiveState:
-        out: dict[str, QueueLive] = {}
-        for name, q in rules.queues.items():
-            s = self.controller.live.queue_stats(q.pbx_name(name, pbx, self.pbx_types.get(pbx)), now)
-            out[name] = QueueLive(s.logged_in, s.available, s.busy, s.paused, s.waiting, s.longest_wait_s,
-                                  s.estimated_wait_s)
-        return LiveState(out)
+        """The rules' queues as they are now, each read when the decision first asks for it."""
+        return LiveState(_LiveQueues(self.controller.live, rules, pbx, self.pbx_types.get(pbx), now))
 
     def begin(self, ev: ControllerAttached) -> Awaitable[None]:
         """The controller's call driver: called in event order, inside the PBX dispatcher's
