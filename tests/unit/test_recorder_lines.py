@@ -3,13 +3,14 @@ JSON encoder wrote, so old and new journal segments read back the same."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callcenter.storage.recorder import TABLES, _decode_line, _encode_line, _item
+from callcenter.storage.recorder import TABLES, _decode_line, _detail_json, _dumps, _encode_line, _item, _jsonable
 
 
 class Colour(StrEnum):
@@ -37,3 +38,22 @@ def test_a_call_events_row_reads_back_from_its_line() -> None:
     assert len(row) == len(TABLES["call_events"])
     _, _, line = _item("call_events", row)
     assert _decode_line(line) == ("call_events", row)
+
+
+details = st.dictionaries(
+    st.one_of(st.text(max_size=8), st.integers(0, 9), st.booleans(), st.none()),
+    st.one_of(values, st.dictionaries(st.text(max_size=4), values, max_size=3), st.tuples(values, values)),
+    max_size=8,
+)
+
+
+def outcome(f: Callable[[], str]) -> tuple[str, object]:
+    try:
+        return "ok", f()
+    except TypeError:  # not JSON (a UUID): refused either way
+        return "refused", None
+
+
+@given(details)
+def test_a_detail_is_written_as_the_general_conversion_writes_it(detail: dict) -> None:  # type: ignore[type-arg]
+    assert outcome(lambda: _detail_json(detail)) == outcome(lambda: _dumps(_jsonable(detail)))
