@@ -13,7 +13,8 @@ from callcenter.analytics.attribution import CallSummary
 from callcenter.calls.journey import JourneyRecord
 from callcenter.domain.events import AgentPauseChanged
 from callcenter.storage import db as dbmod
-from callcenter.storage.recorder import Recorder
+from callcenter.storage import recorder as recorder_mod
+from callcenter.storage.recorder import Recorder, record_row, write_rows
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -329,3 +330,37 @@ async def test_committed_segments_are_deleted_off_the_event_loop(db_dsn, tmp_pat
     assert threading.main_thread().name not in threads
     await r.close()
     assert list((tmp_path / "journal").glob("*.jsonl")) == []
+
+
+async def test_a_large_copy_gives_the_event_loop_turns_while_it_encodes(db_dsn, monkeypatch) -> None:
+    """A batch's COPY is encoded a slice at a time: other callbacks (a call's routing) run
+    between slices instead of waiting for the whole batch."""
+    rows = [("call_events", record_row(rec("big", i), "ast1")) for i in range(1, 321)]
+    consumed = 0
+    real = recorder_mod._in_slices
+
+    async def counted(batch):  # type: ignore[no-untyped-def]
+        nonlocal consumed
+        async for row in real(batch):
+            consumed += 1
+            yield row
+
+    monkeypatch.setattr(recorder_mod, "_in_slices", counted)
+    seen: set[int] = set()
+    writing = True
+
+    def tick() -> None:  # another callback of the loop: what it sees of the COPY's progress
+        if writing:
+            seen.add(consumed)
+            asyncio.get_running_loop().call_soon(tick)
+
+    conn = await asyncpg.connect(**dbmod.asyncpg_dsn(db_dsn))
+    asyncio.get_running_loop().call_soon(tick)
+    try:
+        await write_rows(conn, rows, fcr_window_h=72)
+    finally:
+        writing = False
+        await conn.close()
+    # 320 rows, a turn every 32: the loop ran with the COPY part-way at each slice
+    assert {n for n in seen if 0 < n < 320} >= {32, 64, 96, 128, 160, 192, 224, 256, 288}, sorted(seen)
+    assert await count(db_dsn, "SELECT count(*) FROM call_events WHERE call_id = 'big'") == 320
