@@ -86,7 +86,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from callcenter.domain.events import (
     AgentCompleted,
@@ -155,7 +155,10 @@ def replace(obj: _T, /, **changes: Any) -> _T:
     same as a copy, and one event costs one copy of the ~50-field state instead of three or
     four."""
     if obj is _owned[0]:
-        names = _FIELDS[type(obj)]
+        names = _FIELDS.get(type(obj))
+        if names is None:  # a class never copied yet (a fresh private object)
+            _REPLACERS[type(obj)] = _make_replacer(type(obj))
+            names = _FIELDS[type(obj)]
         for k, v in changes.items():
             if k not in names:
                 raise TypeError(f"{type(obj).__name__} has no field {k!r}")
@@ -174,17 +177,24 @@ _set = object.__setattr__
 _owned: list[Any] = [None]
 
 
-class _Private:
+class _Private(Generic[_T]):
     """``with _Private(state, **changes) as state:`` a private copy of ``state`` (with
     ``changes``) that ``replace`` changes in place until the block ends. The reducer is not
     re-entrant: one private state at a time."""
 
     __slots__ = ("state",)
 
-    def __init__(self, state: JourneyState, **changes: Any) -> None:
-        self.state = replace(state, **changes)
+    def __init__(self, state: _T, **changes: Any) -> None:
+        self.state: _T = replace(state, **changes)
 
-    def __enter__(self) -> JourneyState:
+    @classmethod
+    def fresh(cls, obj: _T) -> _Private[_T]:
+        """An object its maker alone holds (just built): changed in place without a first copy."""
+        private: _Private[_T] = object.__new__(cls)
+        private.state = obj
+        return private
+
+    def __enter__(self) -> _T:
         _owned[0] = self.state
         return self.state
 

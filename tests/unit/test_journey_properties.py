@@ -20,7 +20,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callcenter.analytics.attribution import ABANDON_STAGES, OUTCOMES, CallSummary
+from callcenter.analytics.attribution import ABANDON_STAGES, OUTCOMES, CallSummary, default_steps, summarize
 from callcenter.calls.journey import JourneyBook, JourneyRecord, step
 from callcenter.domain import events as ev
 from callcenter.domain.events import HangupParty, QueueLeaveReason
@@ -399,3 +399,39 @@ def test_step_leaves_its_input_alone() -> None:
     assert second is not first
     assert _fields(first) == before
     assert second.location == "queue" and first.location != "queue"
+
+
+def _summarize_by_copies(journey: Any) -> CallSummary:
+    """The attribution pipeline as it was: every step's ``replace`` a fresh copy."""
+    draft = CallSummary(call_id=journey.call_id, pbx=journey.pbx)
+    for fn in default_steps():
+        draft = fn(draft, journey)
+    return draft
+
+
+@SETTINGS
+@given(st.lists(st.one_of(any_event, any_event, any_note), max_size=60))
+def test_summaries_built_in_place_are_the_summaries_built_by_copies(items: list[Any]) -> None:
+    """``summarize`` lets its steps change one private draft in place: the summary must be
+    the one the copying pipeline gives, for ended calls and for live ones (the wallboard's)."""
+    book = JourneyBook()
+    now = T0
+    ended: list[tuple[CallSummary, Any]] = []
+    for item in items:
+        now += timedelta(milliseconds=1)
+        if isinstance(item, ev.Event):
+            update = book.feed(item, now)
+            if update.summary is not None:
+                ended.append((update.summary, _fields(update.summary)))
+        else:
+            call_id, kind, args = item
+            if kind == "customer":
+                book.note_customer(call_id, customer_id=args[0], vip=args[1], now=now)
+            elif kind != "move":
+                book.note(call_id, kind, now=now)
+        for call_id in CALL_IDS:
+            state = book.state(call_id)
+            if state is not None:
+                assert summarize(state) == _summarize_by_copies(state)
+    for summary, snapshot in ended:  # and a summary handed out never changes afterwards
+        assert _fields(summary) == snapshot
