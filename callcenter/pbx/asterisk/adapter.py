@@ -339,8 +339,12 @@ class AsteriskAdapter:
                 return
             if then is not None:
                 then()
-            if not out.done():
+            if out.done():
+                return
+            try:
                 out.set_result([self._result(one) for one in sent])
+            except Exception as exc:  # a bug in judging a result: its awaiter sees it, never hangs
+                out.set_exception(exc)
 
         def abandoned(fut: asyncio.Future[list[CommandResult]]) -> None:
             if fut.cancelled():

@@ -447,6 +447,8 @@ class AmiClient(LinkSupervisor):
         """Register, write in one go, and watch: no task per command. Each command's future is
         resolved by the reader (AsyncAGIExec, an error response, the session's end, the link's
         loss) or by the batch's timer; its waiters are forgotten when it is done."""
+        if not commands:
+            return []
         sent: list[_AgiSent] = []
         try:
             for channel, command, command_id, timeout in commands:
@@ -456,8 +458,6 @@ class AmiClient(LinkSupervisor):
             for s in sent:
                 self._agi_forget(conn, s)
             raise
-        if not sent:
-            return []
         batch = _AgiBatch(conn, sent)
         done = functools.partial(self._agi_done, batch)
         for one in sent:
