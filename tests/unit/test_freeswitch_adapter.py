@@ -155,6 +155,34 @@ async def test_events_are_translated_and_published() -> None:
     assert adapter.translator.live_calls() == []
 
 
+async def test_synchronous_subscribers_get_events_inside_the_clients_callback_in_order() -> None:
+    """As on Asterisk: no coroutine per ESL event for synchronous subscribers (the controller);
+    an async subscriber's work is awaited before anything after it, and a failing one harms
+    nothing else."""
+    _adapter, client, seen = make()
+    trace = list(trace_events(FIXTURES / "answered_agent_hangup.esl.txt"))
+    assert client._event is not None
+    for ev, at in trace:  # the synchronous subscriber alone: every event delivered before return
+        assert client._event(ev, at) is None
+    expected = [e.type for e in seen]
+    order: list[str] = []
+
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0)
+        order.append("slow:" + event.type)
+
+    def boom(event: Event) -> None:
+        raise RuntimeError("subscriber bug")
+
+    adapter2, client2, _ = make()
+    adapter2.subscribe(boom)
+    adapter2.subscribe(slow)
+    adapter2.subscribe(lambda e: order.append("sync:" + e.type))
+    for ev, at in trace:
+        await client2.push(ev, at)
+    assert order == [f"{who}:{t}" for t in expected for who in ("slow", "sync")]
+
+
 async def test_collect_digits_waits_for_its_execute_complete() -> None:
     adapter, client, seen = make()
     await replay_until(client, "sendmsg_ivr", lambda ev: ev.name == "CHANNEL_PARK")

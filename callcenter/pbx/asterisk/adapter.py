@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import logging
 import secrets
 from collections import OrderedDict
@@ -48,6 +47,7 @@ from callcenter.pbx.asterisk.message import AmiMessage
 from callcenter.pbx.asterisk.protocol import agi_result
 from callcenter.pbx.asterisk.trace import TraceWriter
 from callcenter.pbx.asterisk.translate import AsteriskTranslator
+from callcenter.pbx.delivery import Delivery
 from callcenter.pbx.port import CommandResult, EventHandler
 from callcenter.pbx.turn import Turn
 
@@ -100,6 +100,7 @@ class AsteriskAdapter:
         self._lease_s = controller_lease_s
         self._clock = clock  # must be the client's clock: resync compares it with event times
         self._handlers: list[EventHandler] = []
+        self._deliver = Delivery(name, self._handlers, self._prepared).deliver
         self._turns: dict[str, Turn] = {}
         self._token = secrets.token_hex(4)
         self._originates: OrderedDict[str, str] = OrderedDict()  # ActionID -> command_id
@@ -166,43 +167,6 @@ class AsteriskAdapter:
         events = self.translator.feed(msg, at)
         return self._deliver(events) if events else None
 
-    def _deliver(self, events: list[Event]) -> Awaitable[None] | None:
-        """Hand ``events`` to the subscribers now, in order. When a subscriber returns an
-        awaitable, the rest (later subscribers, later events) waits for it: returned as one
-        awaitable. None when everything was delivered."""
-        for i, event in enumerate(events):
-            event = self._prepared(event)
-            rest = self._to_subscribers(event, list(self._handlers))
-            if rest is not None:
-                return self._then(rest, events[i + 1:])
-        return None
-
-    def _to_subscribers(self, event: Event, handlers: list[EventHandler]) -> Awaitable[None] | None:
-        for j, handler in enumerate(handlers):
-            try:
-                result = handler(event)
-            except Exception:
-                self._handler_failed(event)
-                continue
-            if result is not None and inspect.isawaitable(result):
-                return self._awaited(result, event, handlers[j + 1:])
-        return None
-
-    async def _awaited(self, pending: Awaitable[Any], event: Event, handlers: list[EventHandler]) -> None:
-        try:
-            await pending
-        except Exception:
-            self._handler_failed(event)
-        rest = self._to_subscribers(event, handlers)
-        if rest is not None:
-            await rest
-
-    async def _then(self, pending: Awaitable[None], events: list[Event]) -> None:
-        await pending
-        rest = self._deliver(events)
-        if rest is not None:
-            await rest
-
     def _prepared(self, event: Event) -> Event:
         """The event as subscribers see it (an Originate's result under the command's id), with
         the adapter's own bookkeeping done (a finished call's turn forgotten)."""
@@ -215,9 +179,6 @@ class AsteriskAdapter:
             if turn is not None and not turn.locked():
                 del self._turns[event.call_id]
         return event
-
-    def _handler_failed(self, event: Event) -> None:
-        log.exception("pbx %s: event handler failed on %s (call %s)", self._name, event.type, event.call_id)
 
     async def _on_connected(self) -> None:
         snapshot_at = self._clock()

@@ -38,11 +38,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import logging
 import uuid as uuidlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -55,6 +54,7 @@ from callcenter.domain.commands import (
     StartSpy,
 )
 from callcenter.domain.events import CallEnded, DigitsCollected, Event, OriginateResult, PromptFinished
+from callcenter.pbx.delivery import Delivery
 from callcenter.pbx.freeswitch.actions import DEFAULT_NAMES, Api, DialplanNames, Execute, is_uuid, plan, tier_queue
 from callcenter.pbx.freeswitch.client import EslClient
 from callcenter.pbx.freeswitch.message import EslEvent, EslFrame
@@ -135,6 +135,7 @@ class FreeswitchAdapter:
         self._lease_s = controller_lease_s
         self._clock = clock  # the client's clock: resync compares it with event times
         self._handlers: list[EventHandler] = []
+        self._deliver = Delivery(name, self._handlers, self._prepared).deliver
         self._locks: dict[str, asyncio.Lock] = {}
         # Event-UUID of a sendmsg -> (channel, future of its CHANNEL_EXECUTE_COMPLETE)
         self._executing: dict[str, tuple[str, asyncio.Future[EslEvent]]] = {}
@@ -197,8 +198,9 @@ class FreeswitchAdapter:
 
     # -- events -------------------------------------------------------------------------------
     def _on_esl_event(self, ev: EslEvent, at: datetime) -> Awaitable[None] | None:
-        # Sync: most events imply no domain event, and those cost no coroutine. When some do,
-        # the client awaits their publishing before it hands over the next ESL event.
+        # Sync: most events imply no domain event, and the controller's subscriber is synchronous:
+        # no coroutine (``Delivery``). When a subscriber returns an awaitable, the client awaits
+        # the rest before it hands over the next ESL event.
         name = ev.name
         if name == "CHANNEL_EXECUTE_COMPLETE":
             waiting = self._executing.get(ev.get("Application-UUID") or "")
@@ -210,22 +212,22 @@ class FreeswitchAdapter:
                 if channel == uuid and not fut.done():
                     fut.set_exception(_Gone(f"channel {uuid} is gone"))
         events = self.translator.feed(ev, at)
-        return self._publish(events) if events else None
+        return self._deliver(events) if events else None
 
-    async def _publish(self, events: Iterable[Event]) -> None:
-        for event in events:
-            event = self._rewrite(event)
-            if isinstance(event, CallEnded) and event.call_id:
-                lock = self._locks.get(event.call_id)
-                if lock is not None and not lock.locked():
-                    del self._locks[event.call_id]
-            for handler in list(self._handlers):
-                try:
-                    result = handler(event)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    log.exception("pbx %s: event handler failed on %s (call %s)", self._name, event.type, event.call_id)
+    async def _publish(self, events: list[Event]) -> None:
+        rest = self._deliver(events)
+        if rest is not None:
+            await rest
+
+    def _prepared(self, event: Event) -> Event:
+        """The event as subscribers see it (``_rewrite``), with the adapter's own bookkeeping
+        done (a finished call's lock forgotten)."""
+        event = self._rewrite(event)
+        if isinstance(event, CallEnded) and event.call_id:
+            lock = self._locks.get(event.call_id)
+            if lock is not None and not lock.locked():
+                del self._locks[event.call_id]
+        return event
 
     def _rewrite(self, event: Event) -> Event:
         if isinstance(event, DigitsCollected | PromptFinished) and event.command_id in self._command_of_app:
