@@ -154,20 +154,17 @@ def replace(obj: _T, /, **changes: Any) -> _T:
     ``_Private``) is changed in place instead: nobody else holds it yet, so the result is the
     same as a copy, and one event costs one copy of the ~50-field state instead of three or
     four."""
-    if obj is _owned[0]:
-        names = _FIELDS.get(type(obj))
-        if names is None:  # a class never copied yet (a fresh private object)
-            _REPLACERS[type(obj)] = _make_replacer(type(obj))
-            names = _FIELDS[type(obj)]
-        for k, v in changes.items():
-            if k not in names:
-                raise TypeError(f"{type(obj).__name__} has no field {k!r}")
-            _set(obj, k, v)
-        return obj
     cls = type(obj)
     fn = _REPLACERS.get(cls)
-    if fn is None:
+    if fn is None:  # also fills _FIELDS, which the in-place path reads
         fn = _REPLACERS[cls] = _make_replacer(cls)
+    if obj is _owned[0]:
+        names = _FIELDS[cls]
+        for k, v in changes.items():
+            if k not in names:
+                raise TypeError(f"{cls.__name__} has no field {k!r}")
+            _set(obj, k, v)
+        return obj
     result: _T = fn(obj, changes)
     return result
 

@@ -293,11 +293,7 @@ class AsteriskAdapter:
         waiting = [w for one in sent for w in one.waiting]
         left = len(waiting)
 
-        def settled(_: object = None) -> None:
-            nonlocal left
-            left -= 1
-            if left > 0:
-                return
+        def finish() -> None:
             if then is not None:
                 then()
             if out.done():
@@ -307,14 +303,19 @@ class AsteriskAdapter:
             except Exception as exc:  # a bug in judging a result: its awaiter sees it, never hangs
                 out.set_exception(exc)
 
+        def settled(_: object) -> None:
+            nonlocal left
+            left -= 1
+            if not left:
+                finish()
+
         def abandoned(fut: asyncio.Future[list[CommandResult]]) -> None:
             if fut.cancelled():
                 for w in waiting:
                     w.cancel()
 
         if not waiting:
-            left = 1
-            settled()
+            finish()
             return out
         for w in waiting:
             w.add_done_callback(settled)
